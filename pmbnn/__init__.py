@@ -1,0 +1,1 @@
+"""pmbnn: Bayesian neural networks as PyMC models."""

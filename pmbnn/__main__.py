@@ -1,0 +1,7 @@
+"""python -m pmbnn"""
+
+import sys
+
+from pmbnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,145 @@
+"""Command line: argument parsing and mapping errors to one line and an exit code. No logic."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pmbnn.errors import PmbnnError
+
+BUILTIN_SPEC = Path(__file__).resolve().parent.parent / "models" / "sine-gap.toml"
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr rather than the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pmbnn",
+        description="Bayesian neural networks as PyMC models. With no command: "
+        "fit the built-in sine-gap example.",
+    )
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    fit = commands.add_parser("fit", help="fit a BNN spec and write a run folder")
+    fit.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in sine-gap example)")
+    fit.add_argument("--data", help="CSV file to fit (overrides [data].path)")
+    fit.add_argument("--target", help="target column of --data (overrides [data].target)")
+    fit.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"])
+    fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
+    fit.add_argument("--out", type=Path, help="run folder to write (default: runs/<spec>-<method>-<time>)")
+    fit.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    predict = commands.add_parser("predict", help="predict new inputs with a fitted run")
+    predict.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
+    predict.add_argument("--data", required=True, help="CSV with the run's feature columns")
+    predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    predict.add_argument("--force", action="store_true", help="replace --out if it exists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    progress = sys.stderr.isatty() and not os.environ.get("CI")
+    if not progress:
+        logging.getLogger("pymc").setLevel(logging.WARNING)
+    try:
+        if args.command == "predict":
+            return _predict(args)
+        if args.command is None:
+            args = build_parser().parse_args(["fit"])
+        return _fit(args, progress)
+    except PmbnnError as exc:
+        print(f"pmbnn: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("pmbnn: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def _fit(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.fitted import fit
+    from pmbnn.run import check_writable, save_run
+    from pmbnn.spec import Spec, load_spec
+
+    if args.spec is not None:
+        spec, name = load_spec(args.spec), Path(args.spec).stem
+    elif args.data is not None:
+        spec, name = Spec(), Path(args.data).stem  # defaults, fitted to the given table
+    else:
+        spec, name = load_spec(BUILTIN_SPEC), BUILTIN_SPEC.stem
+    data_override = {"path": str(Path(args.data).resolve()), "example": None} if args.data else {}
+    if args.target:
+        data_override["target"] = args.target
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update=data_override)})
+    spec = spec.with_overrides(inference={"method": args.method, "seed": args.seed})
+
+    method = spec.inference.method
+    out_dir = args.out or _default_run_dir(name, method)
+    check_writable(out_dir, args.force)
+    started = time.perf_counter()
+    fitted, metrics = fit(spec, progress=progress)
+    seconds = time.perf_counter() - started
+    save_run(fitted, metrics, out_dir, force=args.force)
+    print(_summary(name, spec, metrics, seconds, out_dir))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pmbnn.data import numeric_columns, read_table
+    from pmbnn.run import load_run
+
+    if args.out is not None and args.out.exists() and not args.force:
+        raise PmbnnError(f"{args.out} already exists; choose another --out or add --force")
+    fitted = load_run(args.run)
+    x = numeric_columns(read_table(args.data), fitted.feature_names, args.data)
+    table = fitted.predict(x).to_frame()
+    if args.out is None:
+        table.to_csv(sys.stdout, index=False)
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, suffix=".csv", delete=False) as tmp:
+        table.to_csv(tmp, index=False)
+    Path(tmp.name).replace(args.out)
+    print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _default_run_dir(name: str, method: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = Path("runs") / f"{name}-{method}-{stamp}"
+    suffix = 1
+    while candidate.exists():
+        suffix += 1
+        candidate = Path("runs") / f"{name}-{method}-{stamp}-{suffix}"
+    return candidate
+
+
+def _summary(name: str, spec, metrics: dict, seconds: float, out_dir: Path) -> str:
+    settings = spec.inference
+    if settings.method == "nuts":
+        how = f"nuts, {settings.chains} chains x {settings.draws} draws ({settings.tune} tune)"
+    else:
+        how = f"{settings.method}, up to {settings.iterations} iterations, {settings.draws} draws"
+    lines = [f"pmbnn fit: {name} ({how}) in {seconds:.1f} s"]
+    lines.append(f"  train RMSE           {metrics['train_rmse']:.4g}  ({metrics['n_train']} rows)")
+    if metrics["n_test"]:
+        lines += [
+            f"  test RMSE            {metrics['test_rmse']:.4g}  ({metrics['n_test']} rows)",
+            f"  test log pred. dens. {metrics['test_lpd']:.4g}  (mean per test point)",
+            f"  90% interval cover.  {metrics['test_coverage_90']:.2f}  (nominal 0.90)",
+        ]
+    else:
+        lines.append("  no test split ([data].test_fraction = 0): test metrics omitted")
+    lines.append(f"  run written to {out_dir}")
+    return "\n".join(lines)

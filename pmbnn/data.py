@@ -1,0 +1,159 @@
+"""Tables in, validated arrays out: reading, column checks, train/test split, scaling.
+
+Everything is checked here, once, at the edge; later stages trust the arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pmbnn.errors import PmbnnError
+from pmbnn.examples import EXAMPLES
+from pmbnn.spec import DataSpec
+
+MIN_TRAIN_ROWS = 2
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Inputs and target as float arrays, with the names they came with."""
+
+    x: np.ndarray  # (rows, features)
+    y: np.ndarray  # (rows,)
+    feature_names: list[str]
+    target: str
+    source: str
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the values and column names: tells whether two runs saw the same data."""
+        digest = hashlib.sha256()
+        digest.update("\0".join([*self.feature_names, self.target]).encode())
+        digest.update(np.ascontiguousarray(self.x, dtype=np.float64).tobytes())
+        digest.update(np.ascontiguousarray(self.y, dtype=np.float64).tobytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Affine maps to and from the scale the model is fitted on (training statistics)."""
+
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: float
+    y_scale: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, enabled: bool) -> Standardizer:
+        if not enabled:
+            return cls(np.zeros(x.shape[1]), np.ones(x.shape[1]), 0.0, 1.0)
+        x_scale = x.std(axis=0)
+        # A constant column keeps scale 1 (the UCI protocol's convention) instead of dividing by 0.
+        x_scale = np.where(x_scale > 0, x_scale, 1.0)
+        y_scale = float(y.std()) or 1.0
+        return cls(x.mean(axis=0), x_scale, float(y.mean()), y_scale)
+
+    def x(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.x_mean) / self.x_scale
+
+    def y(self, y: np.ndarray) -> np.ndarray:
+        return (y - self.y_mean) / self.y_scale
+
+    def to_dict(self) -> dict:
+        return {
+            "x_mean": self.x_mean.tolist(),
+            "x_scale": self.x_scale.tolist(),
+            "y_mean": self.y_mean,
+            "y_scale": self.y_scale,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Standardizer:
+        return cls(
+            np.asarray(raw["x_mean"], dtype=float),
+            np.asarray(raw["x_scale"], dtype=float),
+            float(raw["y_mean"]),
+            float(raw["y_scale"]),
+        )
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV file, with a message that says what went wrong if it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise PmbnnError(f"data file not found: {path} (check the path given by --data or [data].path)")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise PmbnnError(f"cannot read {path} as CSV: {str(exc).strip()}") from None
+    if frame.empty:
+        raise PmbnnError(f"{path} has no data rows")
+    return frame
+
+
+def load_dataset(spec: DataSpec, seed: int) -> Dataset:
+    """The data a spec names: a file, or a built-in example generated from the seed."""
+    if spec.path is not None:
+        frame, source = read_table(spec.path), spec.path
+        target = spec.target
+        if target is None:
+            raise PmbnnError(f"no target column given for {spec.path}: add --target COL")
+    else:
+        generate, default_target = EXAMPLES[spec.example or "sine-gap"]
+        frame, source = generate(seed), f"example:{spec.example or 'sine-gap'}"
+        target = spec.target or default_target
+    features = spec.features or [c for c in frame.columns if c != target]
+    return Dataset(
+        x=numeric_columns(frame, features, source),
+        y=numeric_columns(frame, [target], source)[:, 0],
+        feature_names=[str(f) for f in features],
+        target=str(target),
+        source=source,
+    )
+
+
+def numeric_columns(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
+    """The named columns as a float matrix; unknown, non-numeric or non-finite columns fail."""
+    if not columns:
+        raise PmbnnError(f"{source} has no feature columns besides the target")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PmbnnError(
+            f"unknown column {', '.join(map(repr, missing))} in {source}; "
+            f"columns are: {', '.join(map(str, frame.columns))}"
+        )
+    for column in columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(
+            frame[column]
+        ):
+            raise PmbnnError(
+                f"column {column!r} in {source} is not numeric; encode it as numbers first"
+            )
+    values = frame[columns].to_numpy(dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise PmbnnError(
+            f"{int(bad.sum())} missing or infinite value(s) in {source}, first in column "
+            f"{columns[cols[0]]!r} at data row {rows[0] + 1}; remove or fill those rows"
+        )
+    return values
+
+
+def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random train/test split; test_fraction 0 puts every row in training."""
+    n_test = int(round(rows * test_fraction)) if test_fraction > 0 else 0
+    if test_fraction > 0:
+        n_test = max(n_test, 1)
+    if rows - n_test < MIN_TRAIN_ROWS:
+        raise PmbnnError(
+            f"only {rows} row(s) of data leave {rows - n_test} for training; "
+            f"need at least {MIN_TRAIN_ROWS} (lower [data].test_fraction or add rows)"
+        )
+    order = np.random.default_rng([seed, 7]).permutation(rows)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])

@@ -1,0 +1,90 @@
+"""Spec -> PyMC model. The only module that knows the network's shape.
+
+Layers are named ``w_0, b_0, ..., w_out, b_out`` with dims ``feature -> unit_0 -> ... -> unit_k``.
+The network output ``f`` is a plain PyTensor expression, not a Deterministic, so traces stay the
+size of the weights; prediction vectorises the same expression over posterior draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pytensor.tensor.variable import TensorVariable
+
+from pmbnn.spec import Spec
+
+ACTIVATIONS: dict[str, Callable[[TensorVariable], TensorVariable]] = {
+    "tanh": pt.tanh,
+    "relu": lambda z: pt.maximum(z, 0.0),
+    "gelu": lambda z: 0.5 * z * (1.0 + pt.erf(z / np.sqrt(2.0))),
+    "softplus": pt.softplus,
+    "sigmoid": pt.sigmoid,
+}
+INPUTS = "X"
+TARGET_DATA = "y_data"
+OBSERVED = "y"
+NOISE = "sigma"
+
+
+@dataclass(frozen=True)
+class BnnModel:
+    """A built PyMC model plus the handles that prediction needs."""
+
+    model: pm.Model
+    output: TensorVariable  # network output f(X), shape (obs,)
+    inputs: TensorVariable  # the pm.Data holding X
+    weight_names: tuple[str, ...]
+    fixed_sigma: float | None  # None when the noise sd is learned
+
+
+def layer_names(hidden: list[int]) -> list[tuple[str, str]]:
+    """(weight, bias) variable names, input layer first, output layer last."""
+    return [(f"w_{i}", f"b_{i}") for i in range(len(hidden))] + [("w_out", "b_out")]
+
+
+def build_model(spec: Spec, x: np.ndarray, y: np.ndarray, feature_names: list[str]) -> BnnModel:
+    """The BNN of `spec` on (already scaled) inputs x and targets y."""
+    hidden = spec.network.hidden
+    unit_dims = [f"unit_{i}" for i in range(len(hidden))]
+    coords: dict[str, object] = {"obs": np.arange(len(y)), "feature": feature_names}
+    coords |= {dim: np.arange(width) for dim, width in zip(unit_dims, hidden, strict=True)}
+    activation = ACTIVATIONS[spec.network.activation]
+    prior = spec.prior
+
+    with pm.Model(coords=coords) as model:
+        inputs = pm.Data(INPUTS, x, dims=("obs", "feature"))
+        targets = pm.Data(TARGET_DATA, y, dims="obs")
+        h: TensorVariable = inputs
+        in_dim, fan_in = "feature", x.shape[1]
+        names = layer_names(hidden)
+        for layer, (w_name, b_name) in enumerate(names):
+            is_output = layer == len(hidden)
+            w_sd = prior.weight_scale / np.sqrt(fan_in) if prior.fan_in else prior.weight_scale
+            w_dims = (in_dim,) if is_output else (in_dim, unit_dims[layer])
+            # initval="prior": each chain (and ADVI) starts from its own prior draw, which breaks
+            # the hidden-unit symmetry that an all-zero start would leave in place.
+            w = pm.Normal(w_name, 0.0, w_sd, dims=w_dims, initval="prior")
+            b = pm.Normal(b_name, 0.0, prior.bias_scale, dims=() if is_output else unit_dims[layer], initval="prior")
+            h = h @ w + b
+            if not is_output:
+                h = activation(h)
+                in_dim, fan_in = unit_dims[layer], hidden[layer]
+        output = h
+        output.name = "f"
+        if spec.likelihood.learned_noise:
+            sigma = pm.HalfNormal(NOISE, spec.likelihood.sigma_prior_scale)
+        else:
+            sigma = spec.likelihood.sigma
+        pm.Normal(OBSERVED, mu=output, sigma=sigma, observed=targets, dims="obs", shape=inputs.shape[0])
+
+    return BnnModel(
+        model=model,
+        output=output,
+        inputs=inputs,
+        weight_names=tuple(name for pair in names for name in pair),
+        fixed_sigma=spec.likelihood.sigma,
+    )

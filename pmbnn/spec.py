@@ -1,0 +1,163 @@
+"""The declared model: validated, printable, saveable data (TOML in and out).
+
+A spec says *what* to fit; `model.py` turns it into a PyMC model and `inference/`
+decides nothing about the network. Every field has a default, so ``Spec()`` is valid.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from pmbnn.errors import PmbnnError
+
+Activation = Literal["tanh", "relu", "gelu", "softplus", "sigmoid"]
+Method = Literal["advi", "fullrank_advi", "nuts"]
+BUILTIN_EXAMPLES = ("sine-gap",)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkSpec(_Section):
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [50])
+    activation: Activation = "tanh"
+
+
+class PriorSpec(_Section):
+    weight_scale: PositiveFloat = 1.0
+    bias_scale: PositiveFloat = 1.0
+    fan_in: bool = True
+
+
+class LikelihoodSpec(_Section):
+    family: Literal["gaussian"] = "gaussian"
+    sigma_prior_scale: PositiveFloat = 1.0
+    sigma: PositiveFloat | None = None  # fixed noise sd; when set, sigma_prior_scale is unused
+
+    @property
+    def learned_noise(self) -> bool:
+        return self.sigma is None
+
+
+class DataSpec(_Section):
+    path: str | None = None
+    example: Literal["sine-gap"] | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    standardize: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if self.path is not None and self.example is not None:
+            raise ValueError("set either path (a data file) or example (built-in data), not both")
+        return self
+
+
+class InferenceSpec(_Section):
+    method: Method = "nuts"
+    draws: PositiveInt = 1000
+    tune: NonNegativeInt = 1000
+    chains: PositiveInt = 2
+    target_accept: float = Field(default=0.9, gt=0.0, lt=1.0)
+    iterations: PositiveInt = 30000
+    learning_rate: PositiveFloat = 0.01
+    seed: NonNegativeInt = 0
+
+
+class Spec(_Section):
+    """A whole declared BNN: network, prior, likelihood, data and inference settings."""
+
+    network: NetworkSpec = NetworkSpec()
+    prior: PriorSpec = PriorSpec()
+    likelihood: LikelihoodSpec = LikelihoodSpec()
+    data: DataSpec = DataSpec()
+    inference: InferenceSpec = InferenceSpec()
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Spec:
+        """A new spec with some keys replaced, validated like a loaded one.
+
+        ``spec.with_overrides(inference={"method": "advi"})``; ``None`` values are skipped
+        so that unset CLI flags change nothing.
+        """
+        raw = self.model_dump()
+        for section, values in sections.items():
+            raw[section].update({k: v for k, v in values.items() if v is not None})
+        return spec_from_dict(raw, source="the command-line options")
+
+    def to_toml(self) -> str:
+        """The resolved spec (defaults filled in) as TOML; None values are left out."""
+        raw = self.model_dump(exclude_none=True)
+        if not self.likelihood.learned_noise:
+            del raw["likelihood"]["sigma_prior_scale"]
+        return tomli_w.dumps(raw)
+
+
+def spec_from_dict(raw: dict[str, Any], source: str = "the spec") -> Spec:
+    """Validate a nested dict into a Spec, or raise PmbnnError naming the bad key."""
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise PmbnnError(f"invalid {source}: {_describe(exc)}") from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a TOML spec; a relative data path is made relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PmbnnError(f"spec file not found: {path} (give the path of a .toml spec)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PmbnnError(f"{path} is not valid TOML: {exc}") from None
+    spec = spec_from_dict(raw, source=f"spec {path}")
+    data_path = spec.data.path
+    if data_path is not None and not Path(data_path).is_absolute():
+        resolved = str((path.parent / data_path).resolve())
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": resolved})})
+    return spec
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per problem, naming the key as [section].key and what is allowed."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        key = f"[{loc[0]}].{'.'.join(loc[1:])}" if len(loc) > 1 else f"[{loc[0]}]" if loc else ""
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            problems.append(f"unknown key {key}; allowed keys: {allowed}")
+        elif err["type"] == "literal_error":
+            expected = err["ctx"]["expected"]
+            problems.append(f"{key} = {err['input']!r} is not allowed; expected {expected}")
+        elif err["type"] == "value_error" and not loc:
+            problems.append(err["msg"].removeprefix("Value error, "))
+        elif err["type"] == "value_error":
+            problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+        else:
+            problems.append(f"{key} = {err.get('input')!r}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def _allowed_keys(loc: list[str]) -> str:
+    model: type[BaseModel] = Spec
+    for part in loc[:-1]:
+        annotation = model.model_fields[part].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return ", ".join(model.model_fields)
