@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     if not progress:
+        import pymc  # noqa: F401  (its import sets its logger to INFO; quiet it afterwards)
+
         logging.getLogger("pymc").setLevel(logging.WARNING)
     try:
         if args.command == "predict":

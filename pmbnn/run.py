@@ -37,6 +37,7 @@ def save_run(fitted: FittedBnn, metrics: dict, out_dir: str | Path, force: bool 
     check_writable(out_dir, force)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a run is an ordinary folder
     try:
         (staging / "spec.toml").write_text(fitted.spec.to_toml())
         fitted.trace.to_netcdf(staging / "trace.nc", engine=NETCDF_ENGINE)

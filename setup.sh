@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create .venv with a Python >= 3.12 and install pmbnn into it (editable, with test tools).
+# Idempotent: a second run only re-checks the install. Prints the interpreter it chose.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+find_python() {
+    local candidate
+    for candidate in "${PMBNN_PYTHON:-}" python3.14 python3.13 python3.12 python3 python; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    # pyenv installs versions it does not select: look in its versions folder directly.
+    if command -v pyenv >/dev/null 2>&1; then
+        for candidate in $(ls -d "$(pyenv root)"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V -r); do
+            if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+                echo "$candidate"
+                return 0
+            fi
+        done
+    fi
+    return 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+    if ! python=$(find_python); then
+        echo "setup.sh: no Python >= 3.12 found (pmbnn needs it for PyMC 6)." >&2
+        echo "Install one (e.g. 'pyenv install 3.12') or set PMBNN_PYTHON=/path/to/python3.12." >&2
+        exit 1
+    fi
+    echo "setup.sh: creating .venv with $python ($("$python" --version))" >&2
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 |
+    grep -v "^WARNING: Location" >&2 || true
+.venv/bin/python -c 'import pmbnn' # fails loudly if the install did not take

@@ -1,0 +1,65 @@
+"""Spec: defaults, TOML round trip, and messages that name the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pmbnn.errors import PmbnnError
+from pmbnn.spec import Spec, load_spec
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def test_defaults_are_valid():
+    spec = Spec()
+    assert spec.network.hidden == [50] and spec.inference.method == "nuts"
+    assert spec.likelihood.learned_noise
+
+
+@pytest.mark.parametrize("path", sorted(MODELS.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_specs_round_trip(path, tmp_path):
+    spec = load_spec(path)
+    saved = tmp_path / "spec.toml"
+    saved.write_text(spec.to_toml())
+    assert load_spec(saved) == spec
+
+
+def test_shipped_example_is_the_documented_one():
+    spec = load_spec(MODELS / "sine-gap.toml")
+    assert spec.data.example == "sine-gap" and len(spec.network.hidden) == 2
+    assert load_spec(MODELS / "uci-1x50.toml").network.hidden == [50]
+
+
+def test_relative_data_path_resolves_against_the_spec(tmp_path):
+    (tmp_path / "sub").mkdir()
+    spec_file = tmp_path / "sub" / "s.toml"
+    spec_file.write_text('[data]\npath = "d.csv"\ntarget = "y"\n')
+    assert load_spec(spec_file).data.path == str(tmp_path / "sub" / "d.csv")
+
+
+def test_fixed_noise_is_saved_without_the_unused_prior():
+    spec = Spec().with_overrides(likelihood={"sigma": 0.5})
+    assert "sigma = 0.5" in spec.to_toml() and "sigma_prior_scale" not in spec.to_toml()
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[network]\nwidths = [3]\n", "unknown key [network].widths; allowed keys: hidden, activation"),
+        ("[network]\nhidden = [-3]\n", "[network].hidden.0 = -3"),
+        ('[network]\nactivation = "swish"\n', "[network].activation = 'swish' is not allowed; expected 'tanh', 'relu', 'gelu', 'softplus' or 'sigmoid'"),
+        ('[inference]\ndraws = "many"\n', "[inference].draws = 'many'"),
+        ('[inference]\nmethod = "mcmc"\n', "[inference].method = 'mcmc' is not allowed"),
+        ("[data]\ntest_fraction = 1.5\n", "[data].test_fraction = 1.5"),
+        ("[priors]\nweight_scale = 1\n", "unknown key [priors]"),
+        ("[network\n", "is not valid TOML"),
+    ],
+)
+def test_invalid_specs_name_the_problem(tmp_path, toml, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text(toml)
+    with pytest.raises(PmbnnError, match=None) as info:
+        load_spec(path)
+    assert expected in str(info.value)
