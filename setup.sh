@@ -35,6 +35,11 @@ if [ ! -x .venv/bin/python ]; then
     echo "setup.sh: creating .venv with $python ($("$python" --version))" >&2
     "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 |
-    grep -v "^WARNING: Location" >&2 || true
+echo "setup.sh: installing pmbnn and its dependencies into .venv" >&2
+if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]" \
+    >.venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    echo "setup.sh: pip install failed (log above, also in .venv/pip-install.log)" >&2
+    exit 1
+fi
 .venv/bin/python -c 'import pmbnn' # fails loudly if the install did not take

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--target", help="target column of --data (overrides [data].target)")
     fit.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"])
     fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
-    fit.add_argument("--out", type=Path, help="run folder to write (default: runs/<spec>-<method>-<time>)")
+    fit.add_argument(
+        "--out", type=Path, help="run folder to write (default: runs/<spec>-<method>-<time>)"
+    )
     fit.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     predict = commands.add_parser("predict", help="predict new inputs with a fitted run")

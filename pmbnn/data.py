@@ -86,7 +86,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV file, with a message that says what went wrong if it cannot be read."""
     path = Path(path)
     if not path.is_file():
-        raise PmbnnError(f"data file not found: {path} (check the path given by --data or [data].path)")
+        raise PmbnnError(
+            f"data file not found: {path} (check the path given by --data or [data].path)"
+        )
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
@@ -147,7 +149,7 @@ def numeric_columns(frame: pd.DataFrame, columns: list[str], source: str) -> np.
 
 def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random train/test split; test_fraction 0 puts every row in training."""
-    n_test = int(round(rows * test_fraction)) if test_fraction > 0 else 0
+    n_test = round(rows * test_fraction) if test_fraction > 0 else 0
     if test_fraction > 0:
         n_test = max(n_test, 1)
     if rows - n_test < MIN_TRAIN_ROWS:

@@ -97,7 +97,7 @@ def fit(spec: Spec, progress: bool = False) -> tuple[FittedBnn, dict]:
 
 def evaluate(fitted: FittedBnn, data: Dataset, train: np.ndarray, test: np.ndarray) -> dict:
     """Train RMSE and, when there is a test split, test RMSE, mean log density and coverage."""
-    metrics: dict = {"n_train": int(len(train)), "n_test": int(len(test))}
+    metrics: dict = {"n_train": len(train), "n_test": len(test)}
     metrics["train_rmse"] = rmse(fitted.predict(data.x[train]).mean, data.y[train])
     if len(test):
         prediction = fitted.predict(data.x[test])
@@ -133,9 +133,9 @@ def run_meta(
         "data": {
             "source": data.source,
             "fingerprint_sha256": data.fingerprint,
-            "rows": int(len(data.y)),
-            "n_train": int(len(train)),
-            "n_test": int(len(test)),
+            "rows": len(data.y),
+            "n_train": len(train),
+            "n_test": len(test),
             "features": data.feature_names,
             "target": data.target,
         },

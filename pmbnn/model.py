@@ -68,7 +68,13 @@ def build_model(spec: Spec, x: np.ndarray, y: np.ndarray, feature_names: list[st
             # initval="prior": each chain (and ADVI) starts from its own prior draw, which breaks
             # the hidden-unit symmetry that an all-zero start would leave in place.
             w = pm.Normal(w_name, 0.0, w_sd, dims=w_dims, initval="prior")
-            b = pm.Normal(b_name, 0.0, prior.bias_scale, dims=() if is_output else unit_dims[layer], initval="prior")
+            b = pm.Normal(
+                b_name,
+                0.0,
+                prior.bias_scale,
+                dims=() if is_output else unit_dims[layer],
+                initval="prior",
+            )
             h = h @ w + b
             if not is_output:
                 h = activation(h)
@@ -79,7 +85,9 @@ def build_model(spec: Spec, x: np.ndarray, y: np.ndarray, feature_names: list[st
             sigma = pm.HalfNormal(NOISE, spec.likelihood.sigma_prior_scale)
         else:
             sigma = spec.likelihood.sigma
-        pm.Normal(OBSERVED, mu=output, sigma=sigma, observed=targets, dims="obs", shape=inputs.shape[0])
+        pm.Normal(
+            OBSERVED, mu=output, sigma=sigma, observed=targets, dims="obs", shape=inputs.shape[0]
+        )
 
     return BnnModel(
         model=model,

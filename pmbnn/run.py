@@ -26,7 +26,9 @@ NETCDF_ENGINE = "h5netcdf"
 def check_writable(out_dir: Path, force: bool) -> None:
     """Fail before any work if out_dir holds something that must not be overwritten."""
     if out_dir.exists() and not force:
-        raise PmbnnError(f"{out_dir} already exists; choose another --out or add --force to replace it")
+        raise PmbnnError(
+            f"{out_dir} already exists; choose another --out or add --force to replace it"
+        )
     if out_dir.exists() and not out_dir.is_dir():
         raise PmbnnError(f"{out_dir} exists and is not a folder; choose another --out")
 
@@ -61,7 +63,9 @@ def load_run(run_dir: str | Path) -> FittedBnn:
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if not run_dir.is_dir() or missing:
         what = "not a folder" if not run_dir.is_dir() else f"missing {', '.join(missing)}"
-        raise PmbnnError(f"{run_dir} is not a pmbnn run ({what}); give a folder written by 'pmbnn fit'")
+        raise PmbnnError(
+            f"{run_dir} is not a pmbnn run ({what}); give a folder written by 'pmbnn fit'"
+        )
     meta = json.loads((run_dir / "meta.json").read_text())
     with xr.open_datatree(run_dir / "trace.nc", engine=NETCDF_ENGINE) as stored:
         trace = stored.load()

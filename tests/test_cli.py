@@ -34,20 +34,38 @@ def test_predict_writes_one_row_per_input_in_order(small_advi_run, tmp_path, cap
     x = np.array([3.0, -2.0, 0.0, 1.5])
     pd.DataFrame({"extra": 1, "x": x}).to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "pred.csv"
-    code, _, _ = run_cli(capsys, "predict", str(small_advi_run), "--data", str(tmp_path / "new.csv"), "--out", str(out))
+    code, _, _ = run_cli(
+        capsys,
+        "predict",
+        str(small_advi_run),
+        "--data",
+        str(tmp_path / "new.csv"),
+        "--out",
+        str(out),
+    )
     assert code == 0
     table = pd.read_csv(out)
     assert list(table.columns) == ["mean", "sd_total", "sd_epistemic", "sd_aleatoric", "q05", "q95"]
     expected = load_run(small_advi_run).predict(x[:, None])
     np.testing.assert_allclose(table["mean"], expected.mean, rtol=1e-12)
     assert np.all(table["q05"] < table["mean"]) and np.all(table["mean"] < table["q95"])
-    code, _, err = run_cli(capsys, "predict", str(small_advi_run), "--data", str(tmp_path / "new.csv"), "--out", str(out))
+    code, _, err = run_cli(
+        capsys,
+        "predict",
+        str(small_advi_run),
+        "--data",
+        str(tmp_path / "new.csv"),
+        "--out",
+        str(out),
+    )
     assert_usage_error(code, err, "already exists", "--force")
 
 
 def test_predict_needs_the_fitted_columns(small_advi_run, tmp_path, capsys):
     pd.DataFrame({"z": [1.0]}).to_csv(tmp_path / "new.csv", index=False)
-    code, _, err = run_cli(capsys, "predict", str(small_advi_run), "--data", str(tmp_path / "new.csv"))
+    code, _, err = run_cli(
+        capsys, "predict", str(small_advi_run), "--data", str(tmp_path / "new.csv")
+    )
     assert_usage_error(code, err, "unknown column 'x'")
 
 
@@ -85,20 +103,26 @@ def test_usage_errors(capsys, args, fragments, tmp_path, monkeypatch):
 
 def test_nan_in_target(capsys, table, tmp_path):
     path = table(pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [1.0, np.nan, 2.0]}))
-    code, _, err = run_cli(capsys, "fit", "--data", path, "--target", "y", "--out", str(tmp_path / "r"))
+    code, _, err = run_cli(
+        capsys, "fit", "--data", path, "--target", "y", "--out", str(tmp_path / "r")
+    )
     assert_usage_error(code, err, "1 missing or infinite value(s)", "column 'y' at data row 2")
     assert not (tmp_path / "r").exists()
 
 
 def test_unknown_target_column(capsys, table, tmp_path):
     path = table(pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]}))
-    code, _, err = run_cli(capsys, "fit", "--data", path, "--target", "price", "--out", str(tmp_path / "r"))
+    code, _, err = run_cli(
+        capsys, "fit", "--data", path, "--target", "price", "--out", str(tmp_path / "r")
+    )
     assert_usage_error(code, err, "unknown column 'price'", "columns are: x, y")
 
 
 def test_non_numeric_column(capsys, table, tmp_path):
     path = table(pd.DataFrame({"x": ["a", "b", "c"], "y": [1.0, 2.0, 3.0]}))
-    code, _, err = run_cli(capsys, "fit", "--data", path, "--target", "y", "--out", str(tmp_path / "r"))
+    code, _, err = run_cli(
+        capsys, "fit", "--data", path, "--target", "y", "--out", str(tmp_path / "r")
+    )
     assert_usage_error(code, err, "column 'x'", "not numeric")
 
 
@@ -123,7 +147,9 @@ def test_force_replaces_a_run_atomically(small_advi_run, tmp_path, capsys):
     shutil.copytree(small_advi_run, target)
     (target / "stale.txt").write_text("old")
     spec = tmp_path / "tiny.toml"
-    spec.write_text(load_run(small_advi_run).spec.to_toml().replace("iterations = 3000", "iterations = 600"))
+    spec.write_text(
+        load_run(small_advi_run).spec.to_toml().replace("iterations = 3000", "iterations = 600")
+    )
     code, out, _ = run_cli(capsys, "fit", str(spec), "--out", str(target), "--force")
     assert code == 0 and "run written to" in out
     assert not (target / "stale.txt").exists()
@@ -133,7 +159,11 @@ def test_force_replaces_a_run_atomically(small_advi_run, tmp_path, capsys):
 def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pmbnn", "fit", str(tmp_path / "none.toml")],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == f"pmbnn: error: spec file not found: {tmp_path / 'none.toml'} (give the path of a .toml spec)"
+    missing = tmp_path / "none.toml"
+    expected = f"pmbnn: error: spec file not found: {missing} (give the path of a .toml spec)"
+    assert result.stderr.strip() == expected

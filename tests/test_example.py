@@ -11,9 +11,10 @@ from pmbnn.examples import SINE_GAP, SINE_NOISE_SD
 
 def test_epistemic_uncertainty_grows_in_the_gap(sine_fitted):
     inside = np.linspace(SINE_GAP[0] + 0.25, SINE_GAP[1] - 0.25, 9)[:, None]
-    x_train = sine_fitted.scaler.x_mean + sine_fitted.scaler.x_scale * sine_fitted.trace[
-        "constant_data"
-    ]["X"].values
+    x_train = (
+        sine_fitted.scaler.x_mean
+        + sine_fitted.scaler.x_scale * sine_fitted.trace["constant_data"]["X"].values
+    )
     gap_sd = sine_fitted.predict(inside).sd_epistemic.mean()
     train_sd = sine_fitted.predict(x_train).sd_epistemic.mean()
     # "Several times": a point estimate gives ratio 0 / 0 and an over-smoothed posterior ~1.

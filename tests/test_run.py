@@ -18,8 +18,9 @@ def test_reloaded_run_predicts_identically(small_advi_run):
 
     first = load_run(small_advi_run)
     x = np.linspace(-6, 6, 25)[:, None]
-    reloaded = FittedBnn(first.spec, first.trace.copy(deep=True), first.scaler,
-                         first.feature_names, first.target)
+    reloaded = FittedBnn(
+        first.spec, first.trace.copy(deep=True), first.scaler, first.feature_names, first.target
+    )
     a, b = first.predict(x), load_run(small_advi_run).predict(x)
     for column in ("mean", "sd_total", "sd_epistemic", "sd_aleatoric", "q05", "q95"):
         np.testing.assert_array_equal(a.to_frame()[column], b.to_frame()[column])
@@ -55,7 +56,10 @@ def test_trace_opens_with_plain_xarray(small_advi_run):
 
 def test_run_files_are_data(small_advi_run):
     assert sorted(p.name for p in small_advi_run.iterdir()) == [
-        "meta.json", "metrics.json", "spec.toml", "trace.nc"
+        "meta.json",
+        "metrics.json",
+        "spec.toml",
+        "trace.nc",
     ]
     meta = json.loads((small_advi_run / "meta.json").read_text())
     assert meta["seed"] == 0 and meta["method"] == "advi"

@@ -47,9 +47,16 @@ def test_fixed_noise_is_saved_without_the_unused_prior():
 @pytest.mark.parametrize(
     ("toml", "expected"),
     [
-        ("[network]\nwidths = [3]\n", "unknown key [network].widths; allowed keys: hidden, activation"),
+        (
+            "[network]\nwidths = [3]\n",
+            "unknown key [network].widths; allowed keys: hidden, activation",
+        ),
         ("[network]\nhidden = [-3]\n", "[network].hidden.0 = -3"),
-        ('[network]\nactivation = "swish"\n', "[network].activation = 'swish' is not allowed; expected 'tanh', 'relu', 'gelu', 'softplus' or 'sigmoid'"),
+        (
+            '[network]\nactivation = "swish"\n',
+            "[network].activation = 'swish' is not allowed; "
+            "expected 'tanh', 'relu', 'gelu', 'softplus' or 'sigmoid'",
+        ),
         ('[inference]\ndraws = "many"\n', "[inference].draws = 'many'"),
         ('[inference]\nmethod = "mcmc"\n', "[inference].method = 'mcmc' is not allowed"),
         ("[data]\ntest_fraction = 1.5\n", "[data].test_fraction = 1.5"),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from xarray import DataTree
+
 from pmbnn.inference.advi import fit_advi
 from pmbnn.inference.nuts import sample_nuts
 from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
-from xarray import DataTree
 
 
 def run_inference(bnn: BnnModel, settings: InferenceSpec, progress: bool) -> DataTree:

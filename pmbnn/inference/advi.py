@@ -31,7 +31,9 @@ class LossPlateau:
     plateau stops the fit and counts as converged.
     """
 
-    def __init__(self, window: int, learning_rate: pytensor.compile.SharedVariable, decays: int = 3):
+    def __init__(
+        self, window: int, learning_rate: pytensor.compile.SharedVariable, decays: int = 3
+    ):
         self.window = window
         self.learning_rate = learning_rate
         self.decays_left = decays
@@ -59,7 +61,9 @@ def fit_advi(bnn: BnnModel, settings: InferenceSpec, full_rank: bool, progress: 
     iteration goes to the ``vi_loss`` group with the convergence verdict in its attributes.
     """
     window = max(MIN_WINDOW, settings.iterations // 20)
-    learning_rate = pytensor.shared(np.asarray(settings.learning_rate, dtype=float), "learning_rate")
+    learning_rate = pytensor.shared(
+        np.asarray(settings.learning_rate, dtype=float), "learning_rate"
+    )
     plateau = LossPlateau(window, learning_rate)
     method = "fullrank_advi" if full_rank else "advi"
     with bnn.model:
