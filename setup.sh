@@ -14,9 +14,10 @@ find_python() {
             return 0
         fi
     done
-    # pyenv installs versions it does not select: look in its versions folder directly.
+    # pyenv installs versions it does not select: look in its versions folder directly, oldest
+    # qualifying first (the version this project is developed and measured on).
     if command -v pyenv >/dev/null 2>&1; then
-        for candidate in $(ls -d "$(pyenv root)"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V -r); do
+        for candidate in $(ls -d "$(pyenv root)"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -V); do
             if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
                 echo "$candidate"
                 return 0
