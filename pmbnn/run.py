@@ -1,4 +1,4 @@
-"""A run on disk: spec.toml, trace.nc, meta.json, metrics.json. Data only, no pickle.
+"""A run on disk: spec.toml, trace.nc, meta.json, metrics.json. Plain data files only.
 
 Runs are written to a hidden temporary folder beside the target and renamed into place only
 when complete, so an interrupted or failed fit leaves nothing half-written, and an existing run

@@ -34,30 +34,15 @@ def test_predict_writes_one_row_per_input_in_order(small_advi_run, tmp_path, cap
     x = np.array([3.0, -2.0, 0.0, 1.5])
     pd.DataFrame({"extra": 1, "x": x}).to_csv(tmp_path / "new.csv", index=False)
     out = tmp_path / "pred.csv"
-    code, _, _ = run_cli(
-        capsys,
-        "predict",
-        str(small_advi_run),
-        "--data",
-        str(tmp_path / "new.csv"),
-        "--out",
-        str(out),
-    )
+    predict_args = ("predict", str(small_advi_run), "--data", str(tmp_path / "new.csv"))
+    code, _, _ = run_cli(capsys, *predict_args, "--out", str(out))
     assert code == 0
     table = pd.read_csv(out)
     assert list(table.columns) == ["mean", "sd_total", "sd_epistemic", "sd_aleatoric", "q05", "q95"]
     expected = load_run(small_advi_run).predict(x[:, None])
     np.testing.assert_allclose(table["mean"], expected.mean, rtol=1e-12)
     assert np.all(table["q05"] < table["mean"]) and np.all(table["mean"] < table["q95"])
-    code, _, err = run_cli(
-        capsys,
-        "predict",
-        str(small_advi_run),
-        "--data",
-        str(tmp_path / "new.csv"),
-        "--out",
-        str(out),
-    )
+    code, _, err = run_cli(capsys, *predict_args, "--out", str(out))
     assert_usage_error(code, err, "already exists", "--force")
 
 
