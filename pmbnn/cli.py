@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -14,6 +15,7 @@ from pmbnn.errors import PmbnnError
 
 BUILTIN_SPEC = Path(__file__).resolve().parent.parent / "models" / "sine-gap.toml"
 USAGE_ERROR = 2
+CHECK_FAILED = 1  # diagnose --strict: the run was read, and a check failed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--data", required=True, help="CSV with the run's feature columns")
     predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     predict.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    diagnose = commands.add_parser(
+        "diagnose", help="check whether inference worked (function-space convergence, VI quality)"
+    )
+    diagnose.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
+    diagnose.add_argument(
+        "--strict", action="store_true", help=f"exit with {CHECK_FAILED} if any check FAILs"
+    )
+    diagnose.add_argument("--json", action="store_true", help="print the checks as JSON")
+
+    report = commands.add_parser("report", help="write an HTML report (and report.json) of a run")
+    report.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
+    report.add_argument(
+        "--out", type=Path, help="folder to write (default: reports/<run folder name>)"
+    )
+    report.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser
 
 
@@ -60,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "predict":
             return _predict(args)
+        if args.command == "diagnose":
+            return _diagnose(args)
+        if args.command == "report":
+            return _report(args)
         if args.command is None:
             args = build_parser().parse_args(["fit"])
         return _fit(args, progress)
@@ -72,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fit(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.files import check_writable
     from pmbnn.fitted import fit
-    from pmbnn.run import check_writable, save_run
+    from pmbnn.run import save_run
     from pmbnn.spec import Spec, load_spec
 
     if args.spec is not None:
@@ -117,6 +140,55 @@ def _predict(args: argparse.Namespace) -> int:
     Path(tmp.name).replace(args.out)
     print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
     return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from pmbnn.diagnostics import FAIL, diagnose
+    from pmbnn.run import load_run
+
+    fitted = load_run(args.run)
+    diagnosis = diagnose(fitted)
+    if args.json:
+        print(json.dumps({"run": str(args.run)} | diagnosis.to_dict(), indent=2))
+    else:
+        print(_diagnosis_text(args.run, fitted.spec.inference, diagnosis))
+    return CHECK_FAILED if args.strict and diagnosis.verdict == FAIL else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pmbnn.report import build_report, default_report_dir
+
+    out_dir = args.out or default_report_dir(args.run)
+    folder, numbers = build_report(args.run, out_dir, force=args.force)
+    verdict = numbers["diagnostics"]["verdict"]
+    print(f"wrote {folder / 'index.html'} and report.json (diagnostics verdict: {verdict})")
+    return 0
+
+
+def _diagnosis_text(run: Path, settings, diagnosis) -> str:
+    from pmbnn.diagnostics import format_number
+
+    if settings.method == "nuts":
+        how = f"nuts, {settings.chains} chains x {settings.draws} draws ({settings.tune} tune)"
+    else:
+        how = f"{settings.method}, {settings.draws} draws from the approximation"
+    lines = [f"pmbnn diagnose: {run} ({how})"]
+    width = max(len(check.label) for check in diagnosis.checks)
+    for check in diagnosis.checks:
+        value = format_number(check.value)
+        lines.append(
+            f"  {check.verdict:<4}  {check.label:<{width}}  {value:>8}  "
+            f"[{check.threshold}]  {check.detail}"
+        )
+        if check.verdict in ("WARN", "FAIL"):
+            lines.append(f"  {'':<4}  -> {check.hint}")
+    meaning = {
+        "OK": "every check passed",
+        "WARN": "no check failed; see the hints above",
+        "FAIL": "a check failed: do not trust the uncertainties until it is fixed",
+    }
+    lines.append(f"verdict: {diagnosis.verdict} ({meaning[diagnosis.verdict]})")
+    return "\n".join(lines)
 
 
 def _default_run_dir(name: str, method: str) -> Path:

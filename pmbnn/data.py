@@ -64,6 +64,12 @@ class Standardizer:
     def y(self, y: np.ndarray) -> np.ndarray:
         return (y - self.y_mean) / self.y_scale
 
+    def x_original(self, x_scaled: np.ndarray) -> np.ndarray:
+        return x_scaled * self.x_scale + self.x_mean
+
+    def y_original(self, y_scaled: np.ndarray) -> np.ndarray:
+        return y_scaled * self.y_scale + self.y_mean
+
     def to_dict(self) -> dict:
         return {
             "x_mean": self.x_mean.tolist(),

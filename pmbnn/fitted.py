@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import xarray as xr
 from xarray import DataTree
 
 from pmbnn.data import Dataset, Standardizer, load_dataset, split_indices
@@ -22,9 +23,16 @@ from pmbnn.predict import (
     Prediction,
     log_predictive_density,
     noise_draws,
+    pointwise_log_likelihood,
     summarize,
 )
 from pmbnn.spec import Spec
+
+TEST_GROUP = "test_data"
+LOG_LIKELIHOOD_GROUP = "log_likelihood"
+# The pointwise log-likelihood (draws x training rows, for PSIS-LOO) is stored only up to this
+# many values (80 MB); past it, LOO is skipped rather than making every run file huge.
+MAX_LOG_LIKELIHOOD_VALUES = 10_000_000
 
 
 @dataclass
@@ -70,6 +78,53 @@ class FittedBnn:
         f, sigma = self.draws(x)
         return log_predictive_density(f, sigma, np.asarray(y, dtype=float))
 
+    @property
+    def n_chains(self) -> int:
+        return self.trace["posterior"].sizes["chain"]
+
+    def training_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rows the model was fitted on, in original units."""
+        x = self.trace["constant_data"][INPUTS].values
+        y = self.trace["observed_data"][OBSERVED].values
+        return self.scaler.x_original(x), self.scaler.y_original(y)
+
+    def test_data(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The held-out rows stored with the run (original units), or None if there were none."""
+        if TEST_GROUP not in self.trace.children or not self.trace[TEST_GROUP].sizes.get(
+            "test_obs"
+        ):
+            return None
+        group = self.trace[TEST_GROUP]
+        return group[INPUTS].values, group[OBSERVED].values
+
+
+def attach_evaluation_data(fitted: FittedBnn, x_test: np.ndarray, y_test: np.ndarray) -> None:
+    """Store the test split and, when small enough, the training pointwise log-likelihood.
+
+    Both make a run self-contained for diagnostics and reports: the test split for calibration
+    and function-space probes, the log-likelihood for PSIS-LOO (ArviZ's ``log_likelihood``
+    group, in original units so that LOO's elpd is comparable with the test log density).
+    """
+    test = xr.Dataset(
+        {INPUTS: (("test_obs", "feature"), x_test), OBSERVED: ("test_obs", y_test)},
+        coords={"test_obs": np.arange(len(y_test)), "feature": fitted.feature_names},
+        attrs={"units": "original"},
+    )
+    fitted.trace[TEST_GROUP] = DataTree(test)
+    posterior = fitted.trace["posterior"]
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    x_train, y_train = fitted.training_data()
+    if n_chain * n_draw * len(y_train) > MAX_LOG_LIKELIHOOD_VALUES:
+        return
+    f, sigma = fitted.draws(x_train)
+    log_lik = pointwise_log_likelihood(f, sigma, y_train).reshape(n_chain, n_draw, -1)
+    fitted.trace[LOG_LIKELIHOOD_GROUP] = DataTree(
+        xr.Dataset(
+            {OBSERVED: (("chain", "draw", "obs"), log_lik)},
+            coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values},
+        )
+    )
+
 
 def fit(spec: Spec, progress: bool = False) -> tuple[FittedBnn, dict]:
     """Load the spec's data, fit, and evaluate; returns the fitted BNN and its metrics."""
@@ -90,6 +145,7 @@ def fit(spec: Spec, progress: bool = False) -> tuple[FittedBnn, dict]:
     fitted.__dict__["model"] = bnn  # reuse the built model instead of rebuilding it
     clock = time.perf_counter()
     metrics = evaluate(fitted, data, train, test)
+    attach_evaluation_data(fitted, data.x[test], data.y[test])
     timings["evaluate_s"] = time.perf_counter() - clock
     fitted.meta = run_meta(spec, data, train, test, scaler, timings)
     return fitted, metrics

@@ -131,11 +131,20 @@ def mixture_quantiles(
     return results
 
 
+def pointwise_log_likelihood(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """log Normal(y_n | f_s(x_n), sigma_s^2), shape (draws, n)."""
+    z = (y[None, :] - f) / noise_sd[:, None]
+    return -0.5 * z**2 - np.log(noise_sd)[:, None] - 0.5 * np.log(2.0 * np.pi)
+
+
 def log_predictive_density(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
     """log (1/S) sum_s Normal(y_n | f_s(x_n), sigma_s^2) for each n."""
-    z = (y[None, :] - f) / noise_sd[:, None]
-    log_pdf = -0.5 * z**2 - np.log(noise_sd)[:, None] - 0.5 * np.log(2.0 * np.pi)
-    return logsumexp(log_pdf, axis=0) - np.log(f.shape[0])
+    return logsumexp(pointwise_log_likelihood(f, noise_sd, y), axis=0) - np.log(f.shape[0])
+
+
+def predictive_cdf(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(Y_n <= y_n) under the predictive mixture: the PIT value of each observation."""
+    return ndtr((y[None, :] - f) / noise_sd[:, None]).mean(axis=0)
 
 
 def _flat_draws(values: xr.DataArray) -> np.ndarray:

@@ -8,14 +8,13 @@ is replaced only when the caller says so.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import xarray as xr
 
 from pmbnn.data import Standardizer
 from pmbnn.errors import PmbnnError
+from pmbnn.files import write_folder
 from pmbnn.fitted import FittedBnn
 from pmbnn.spec import load_spec
 
@@ -23,38 +22,21 @@ RUN_FILES = ("spec.toml", "trace.nc", "meta.json", "metrics.json")
 NETCDF_ENGINE = "h5netcdf"
 
 
-def check_writable(out_dir: Path, force: bool) -> None:
-    """Fail before any work if out_dir holds something that must not be overwritten."""
-    if out_dir.exists() and not force:
-        raise PmbnnError(
-            f"{out_dir} already exists; choose another --out or add --force to replace it"
-        )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PmbnnError(f"{out_dir} exists and is not a folder; choose another --out")
-
-
 def save_run(fitted: FittedBnn, metrics: dict, out_dir: str | Path, force: bool = False) -> Path:
     """Write the run atomically; returns its folder."""
-    out_dir = Path(out_dir)
-    check_writable(out_dir, force)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a run is an ordinary folder
-    try:
-        (staging / "spec.toml").write_text(fitted.spec.to_toml())
-        fitted.trace.to_netcdf(staging / "trace.nc", engine=NETCDF_ENGINE)
+
+    def fill(folder: Path) -> None:
+        (folder / "spec.toml").write_text(fitted.spec.to_toml())
+        fitted.trace.to_netcdf(folder / "trace.nc", engine=NETCDF_ENGINE)
         meta = fitted.meta | {
             "feature_names": fitted.feature_names,
             "target": fitted.target,
             "standardization": fitted.scaler.to_dict(),
         }
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        _move_into_place(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    return write_folder(out_dir, fill, force)
 
 
 def load_run(run_dir: str | Path) -> FittedBnn:
@@ -81,19 +63,3 @@ def load_run(run_dir: str | Path) -> FittedBnn:
 
 def load_metrics(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Rename staging to out_dir; an old run is moved aside first and removed only after."""
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-    retired.rmdir()
-    out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        retired.rename(out_dir)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)

@@ -10,7 +10,7 @@ import pytest
 
 from pmbnn.cli import main
 from pmbnn.run import load_run
-from pmbnn.spec import Spec
+from pmbnn.spec import Spec, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,17 +52,34 @@ def sine_fitted(sine_run):
     return load_run(sine_run)
 
 
+def tiny_spec(factory, name: str, **inference: object) -> Path:
+    """The built-in spec with one hidden layer of 4 units and the given [inference] values."""
+    spec = load_spec(ROOT / "models" / "sine-gap.toml")
+    spec = spec.with_overrides(network={"hidden": [4]}, inference=inference)
+    path = factory.mktemp("spec") / f"{name}.toml"
+    path.write_text(spec.to_toml())
+    return path
+
+
+def fitted_run(factory, name: str, **inference: object) -> Path:
+    out = factory.mktemp("runs") / name
+    assert main(["fit", str(tiny_spec(factory, name, **inference)), "--out", str(out)]) == 0
+    return out
+
+
 @pytest.fixture(scope="session")
 def small_advi_run(tmp_path_factory) -> Path:
-    """A quick ADVI fit of a tiny network, for save/reload and CLI tests."""
-    out = tmp_path_factory.mktemp("runs") / "advi"
-    spec = tmp_path_factory.mktemp("spec") / "tiny.toml"
-    spec.write_text(
-        (ROOT / "models" / "sine-gap.toml")
-        .read_text()
-        .replace("hidden = [10, 10]", "hidden = [4]")
-        .replace("iterations = 30000", "iterations = 3000")
-        .replace("draws = 500", "draws = 200")
-    )
-    assert main(["fit", str(spec), "--method", "advi", "--out", str(out)]) == 0
-    return out
+    """A quick ADVI fit of a tiny network, for save/reload, CLI and report tests."""
+    return fitted_run(tmp_path_factory, "advi", method="advi", iterations=3000, draws=200)
+
+
+@pytest.fixture(scope="session")
+def short_nuts_run(tmp_path_factory) -> Path:
+    """Deliberately bad: NUTS with a handful of tuning steps and draws."""
+    return fitted_run(tmp_path_factory, "short-nuts", method="nuts", tune=15, draws=15)
+
+
+@pytest.fixture(scope="session")
+def short_advi_run(tmp_path_factory) -> Path:
+    """Deliberately bad: ADVI stopped after a few hundred iterations."""
+    return fitted_run(tmp_path_factory, "short-advi", method="advi", iterations=300, draws=200)

@@ -9,25 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pmbnn.cli import main
 from pmbnn.run import load_run
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_usage_error(code: int, err: str, *fragments: str) -> None:
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, err
+from tests.cli_helpers import assert_usage_error, run_cli
 
 
 def test_predict_writes_one_row_per_input_in_order(small_advi_run, tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pymc as pm
 import pytensor
@@ -13,6 +15,7 @@ from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
 
 LOSS_GROUP = "vi_loss"
+APPROXIMATION_GROUP = "vi_approximation"
 MIN_WINDOW = 500
 # Initial posterior sd of every weight. A wide start (PyMC's default is about 0.7, far above
 # fan-in prior sds) lets mean-field ADVI fall into the "all noise" optimum where sigma ~ 1 on
@@ -21,12 +24,28 @@ MIN_WINDOW = 500
 START_SD = 0.01
 
 
+PLATEAU_Z = 2.0
+
+
+def plateau_z(losses: np.ndarray, window: int) -> float:
+    """How much the last window's mean loss improved on the window before, in standard errors.
+
+    Below PLATEAU_Z the drop is within ELBO noise: the loss has stopped improving.
+    """
+    last, previous = losses[-window:], losses[-2 * window : -window]
+    noise = np.sqrt((last.var() + previous.var()) / window)
+    improvement = previous.mean() - last.mean()
+    if noise == 0:
+        return np.inf if improvement > 0 else 0.0
+    return float(improvement / noise)
+
+
 class LossPlateau:
     """Reduce-on-plateau schedule and convergence check in one.
 
     Every `window` iterations the mean loss of the last window is compared with the window
-    before; "no lower" means within two standard errors of the difference, so ELBO noise is not
-    mistaken for progress. On a plateau the learning rate is divided by 10, which removes the
+    before; "no lower" means within PLATEAU_Z standard errors of the difference, so ELBO noise
+    is not mistaken for progress. On a plateau the learning rate is divided by 10, which removes the
     optimizer's own noise from the final approximation; after `decays` such cuts the next
     plateau stops the fit and counts as converged.
     """
@@ -42,10 +61,7 @@ class LossPlateau:
     def __call__(self, approx: object, losses: np.ndarray, iteration: int) -> None:
         if iteration % self.window or iteration < 2 * self.window:
             return
-        last, previous = losses[-self.window :], losses[-2 * self.window : -self.window]
-        improvement = previous.mean() - last.mean()
-        noise = np.sqrt((last.var() + previous.var()) / self.window)
-        if improvement >= 2.0 * noise:
+        if plateau_z(losses, self.window) >= PLATEAU_Z:
             return
         if self.decays_left == 0:
             self.converged_at = iteration
@@ -104,4 +120,31 @@ def fit_advi(bnn: BnnModel, settings: InferenceSpec, full_rank: bool, progress: 
         },
     )
     trace[LOSS_GROUP] = DataTree(loss)
+    trace[APPROXIMATION_GROUP] = DataTree(_approximation_dataset(approx, bnn, full_rank))
     return trace
+
+
+def _approximation_dataset(approx: object, bnn: BnnModel, full_rank: bool) -> xr.Dataset:
+    """The fitted Gaussian q over the flat unconstrained parameter vector, as plain arrays.
+
+    Stored so that diagnostics can evaluate log q at the draws (Pareto k-hat of p/q) without the
+    optimizer. ``ordering`` lists (value variable, model variable, start, stop) of each block.
+    """
+    (group,) = approx.groups
+    value_to_rv = {bnn.model.rvs_to_values[rv].name: rv.name for rv in bnn.model.free_RVs}
+    ordering = [
+        [value_name, value_to_rv[value_name], block.start, block.stop]
+        for value_name, block, *_ in group.ordering.values()
+    ]
+    variables: dict[str, tuple] = {"mean": ("flat_param", group.mean.eval())}
+    if full_rank:
+        variables["cholesky"] = (("flat_param", "flat_param_col"), group.L.eval())
+    else:
+        variables["sd"] = ("flat_param", group.std.eval())
+    return xr.Dataset(
+        variables,
+        attrs={
+            "family": "full_rank" if full_rank else "mean_field",
+            "ordering": json.dumps(ordering),
+        },
+    )

@@ -1,0 +1,335 @@
+"""A fitted run -> checks with verdicts (data, not text): did inference work?
+
+Weight-space convergence statistics are misleading for a BNN: permuting hidden units (and
+flipping signs under odd activations) leaves the posterior unchanged, so chains in equivalent
+modes disagree on every weight while agreeing on every prediction. Convergence is therefore
+judged in function space, on the network output at fixed probe inputs, and on the noise sd;
+weight R-hat is reported for information only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import arviz_stats as azs
+import numpy as np
+import xarray as xr
+
+from pmbnn.fitted import FittedBnn
+from pmbnn.inference.advi import LOSS_GROUP, PLATEAU_Z, plateau_z
+from pmbnn.model import NOISE
+from pmbnn.vi_quality import has_approximation, importance_densities
+
+OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
+SEVERITY = {INFO: 0, OK: 0, WARN: 1, FAIL: 2}
+PROBES_PER_SPLIT = 8
+PROBE_SEED = 20180101  # any fixed value: the probe set must be the same every time
+
+# Thresholds, with where they come from.
+RHAT_OK, RHAT_FAIL = 1.01, 1.1  # Vehtari et al. 2021 (rank-normalized R-hat); 1.1: Gelman-Rubin
+ESS_PER_CHAIN_OK = 100  # Vehtari et al. 2021: bulk and tail ESS > 100 per chain
+ESS_FAIL = 100  # below 100 in all, MCSE > sd / 10 and R-hat / ESS estimates are unreliable
+DIVERGENCE_FAIL = 0.01  # any divergence can bias; 1% or more means the geometry defeats NUTS
+TREEDEPTH_WARN = 0.01  # saturating trees cost time, not validity: never a FAIL
+EBFMI_WARN = 0.3  # Betancourt 2016
+KHAT_OK, KHAT_FAIL = 0.5, 0.7  # Yao et al. 2018, Vehtari et al. 2024 (PSIS)
+
+
+def format_number(value: object) -> str:
+    """Numbers as a person compares them with thresholds (R-hat 1.010 is not 1.01)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool | str | int | np.integer):
+        return str(value)
+    number = float(value)  # type: ignore[arg-type]
+    if not np.isfinite(number):
+        return str(number)
+    return f"{number:.3f}" if 0.1 <= abs(number) < 10 else f"{number:.4g}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One diagnostic: the number, how it was judged and what to do about it."""
+
+    name: str
+    label: str
+    value: float | None
+    verdict: str
+    threshold: str
+    detail: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    method: str
+    checks: list[Check]
+    # Per-quantity convergence table (sigma and each probe function value): mean, sd, mcse, ...
+    quantities: list[dict] = field(default_factory=list)
+    probes: list[dict] = field(default_factory=list)  # probe label, split and input values
+    # sigma and f at the probes per (chain, draw): what the checks were computed on, for plots
+    draws: xr.Dataset | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def verdict(self) -> str:
+        graded = [c.verdict for c in self.checks if c.verdict != INFO]
+        return max(graded, key=SEVERITY.__getitem__, default=OK)
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "verdict": self.verdict,
+            "checks": [asdict(c) for c in self.checks],
+            "quantities": self.quantities,
+            "probes": self.probes,
+        }
+
+
+def diagnose(fitted: FittedBnn) -> Diagnosis:
+    """All checks that apply to the run's inference method."""
+    method = fitted.spec.inference.method
+    draws = function_space_draws(fitted)
+    if method == "nuts":
+        checks = _mcmc_checks(fitted, draws)
+        quantities = _describe(draws, mcmc=True)
+    else:
+        checks, quantities = _vi_checks(fitted), _describe(draws)
+    return Diagnosis(method, checks, quantities, _probe_records(fitted), draws)
+
+
+def probe_inputs(fitted: FittedBnn) -> tuple[np.ndarray, list[str]]:
+    """Fixed probe inputs: a seeded sample of training rows plus of stored test rows."""
+    rng = np.random.default_rng(PROBE_SEED)
+    x_train, _ = fitted.training_data()
+    test = fitted.test_data()
+    parts, labels = [], []
+    for split, x in [("train", x_train), ("test", None if test is None else test[0])]:
+        if x is None or not len(x):
+            continue
+        rows = np.sort(rng.choice(len(x), min(PROBES_PER_SPLIT, len(x)), replace=False))
+        parts.append(x[rows])
+        labels += [f"{split}[{row}]" for row in rows]
+    return np.concatenate(parts), labels
+
+
+def function_space_draws(fitted: FittedBnn) -> xr.Dataset:
+    """sigma and f at the probe inputs per (chain, draw), in the target's original units."""
+    x, labels = probe_inputs(fitted)
+    f, sigma = fitted.draws(x)
+    posterior = fitted.posterior
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
+    return xr.Dataset(
+        {
+            NOISE: (("chain", "draw"), sigma.reshape(shape)),
+            "f": (("chain", "draw", "probe"), f.reshape(*shape, -1)),
+        },
+        coords=coords | {"probe": labels},
+    )
+
+
+def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset) -> list[Check]:
+    n_chains = draws.sizes["chain"]
+    checks = []
+    if n_chains < 2:
+        checks.append(
+            Check(
+                "chains",
+                "Number of chains",
+                n_chains,
+                WARN,
+                ">= 2",
+                "R-hat needs 2+ chains",
+                "set [inference].chains to 4 so that chains can be compared",
+            )
+        )
+    else:
+        checks += [
+            _rhat_check(
+                "r_hat_function",
+                "R-hat, function values",
+                draws["f"],
+                f"max over {draws.sizes['probe']} probe inputs",
+            ),
+            _rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma"),
+        ]
+    for kind in ("bulk", "tail"):
+        ess = azs.ess(draws, method=kind)
+        value = float(min(ess["f"].min(), ess[NOISE]))
+        checks.append(_ess_check(kind, value, n_chains))
+    checks += _sampler_checks(fitted)
+    checks.append(_weight_rhat(fitted, n_chains))
+    return checks
+
+
+def _rhat_check(name: str, label: str, values: xr.DataArray, detail: str) -> Check:
+    value = float(azs.rhat(values).max())
+    verdict = OK if value < RHAT_OK else WARN if value < RHAT_FAIL else FAIL
+    return Check(
+        name,
+        label,
+        value,
+        verdict,
+        f"< {RHAT_OK} (FAIL >= {RHAT_FAIL})",
+        detail,
+        "chains disagree: run longer ([inference].tune and draws) or more chains; look at the "
+        "trace and rank plots for a chain stuck elsewhere",
+    )
+
+
+def _ess_check(kind: str, value: float, n_chains: int) -> Check:
+    ok = ESS_PER_CHAIN_OK * n_chains
+    verdict = OK if value >= ok else WARN if value >= ESS_FAIL else FAIL
+    return Check(
+        f"ess_{kind}",
+        f"ESS ({kind}), sigma and function values",
+        value,
+        verdict,
+        f">= {ok} (100 per chain; FAIL < {ESS_FAIL})",
+        "minimum over sigma and probe inputs",
+        "too few effective draws: raise [inference].draws (and tune)"
+        + ("" if kind == "bulk" else "; tail ESS limits interval accuracy"),
+    )
+
+
+def _sampler_checks(fitted: FittedBnn) -> list[Check]:
+    stats = fitted.trace["sample_stats"].to_dataset()
+    n_transitions = stats.sizes["chain"] * stats.sizes["draw"]
+    target_accept = fitted.spec.inference.target_accept
+    divergences = int(stats["diverging"].sum())
+    fraction = divergences / n_transitions
+    checks = [
+        Check(
+            "divergences",
+            "Divergent transitions",
+            divergences,
+            OK if divergences == 0 else WARN if fraction < DIVERGENCE_FAIL else FAIL,
+            f"0 (FAIL >= {DIVERGENCE_FAIL:.0%} of transitions)",
+            f"{fraction:.2%} of {n_transitions} transitions",
+            f"raise [inference].target_accept (now {target_accept}) toward 0.99; if they "
+            "persist, a narrower prior ([prior].weight_scale) smooths the geometry",
+        )
+    ]
+    if "reached_max_treedepth" in stats:
+        saturated = float(stats["reached_max_treedepth"].mean())
+        checks.append(
+            Check(
+                "max_tree_depth",
+                "Transitions at maximum tree depth",
+                saturated,
+                OK if saturated < TREEDEPTH_WARN else WARN,
+                f"< {TREEDEPTH_WARN:.0%}",
+                "fraction of transitions; costs time, does not bias",
+                "trajectories are cut short: longer tuning helps adaptation; results are valid "
+                "if the convergence checks pass",
+            )
+        )
+    bfmi = azs.bfmi(stats)["energy"].values
+    checks.append(
+        Check(
+            "e_bfmi",
+            "E-BFMI (lowest chain)",
+            float(bfmi.min()),
+            OK if bfmi.min() >= EBFMI_WARN else WARN,
+            f">= {EBFMI_WARN}",
+            "per chain: " + ", ".join(f"{b:.2f}" for b in bfmi),
+            "momentum resampling explores the energy poorly: longer tuning, or a narrower "
+            "noise prior ([likelihood].sigma_prior_scale)",
+        )
+    )
+    return checks
+
+
+def _weight_rhat(fitted: FittedBnn, n_chains: int) -> Check:
+    value = None
+    if n_chains >= 2:
+        names = list(fitted.model.weight_names)
+        value = float(azs.rhat(fitted.posterior[names]).to_dataarray().max())
+    return Check(
+        "r_hat_weights",
+        "R-hat, weights (information only)",
+        value,
+        INFO,
+        "not judged",
+        "expected to be high when chains visit permuted copies of the same network",
+        "does not decide the verdict: hidden-unit symmetry makes it high even when predictions "
+        "agree; trust the function-space R-hat",
+    )
+
+
+def _vi_checks(fitted: FittedBnn) -> list[Check]:
+    checks = []
+    if LOSS_GROUP in fitted.trace.children:
+        checks.append(_loss_check(fitted))
+    if has_approximation(fitted):
+        khat = importance_densities(fitted).pareto_k()
+        verdict = OK if khat <= KHAT_OK else WARN if khat <= KHAT_FAIL else FAIL
+        n_draws = fitted.posterior.sizes["draw"] * fitted.posterior.sizes["chain"]
+        checks.append(
+            Check(
+                "pareto_k",
+                "Pareto k-hat of p/q (PSIS)",
+                khat,
+                verdict,
+                f"<= {KHAT_OK} (FAIL > {KHAT_FAIL})",
+                f"importance ratios log p(theta, y) - log q(theta) over {n_draws} draws from q",
+                "q is far from the posterior, so its uncertainties are not reliable: try "
+                "fullrank_advi, or NUTS for a faithful posterior",
+            )
+        )
+    return checks
+
+
+def _loss_check(fitted: FittedBnn) -> Check:
+    loss = fitted.trace[LOSS_GROUP].to_dataset()
+    losses, window = loss["loss"].values, int(loss.attrs["window"])
+    label, threshold = "Loss (negative ELBO) convergence", f"< {PLATEAU_Z} standard errors"
+    if len(losses) < 2 * window:
+        return Check(
+            "loss_convergence",
+            label,
+            None,
+            FAIL,
+            threshold,
+            f"only {len(losses)} iterations: fewer than two windows of {window} to compare",
+            "raise [inference].iterations so the loss can be seen to level off",
+        )
+    z = plateau_z(losses, window)
+    converged = bool(loss.attrs.get("converged", 0))
+    verdict = OK if converged else WARN if z < PLATEAU_Z else FAIL
+    stopped = "stopped on a plateau" if converged else "hit [inference].iterations"
+    return Check(
+        "loss_convergence",
+        label,
+        z,
+        verdict,
+        threshold,
+        f"drop of the mean loss over the last {window} iterations; {stopped} after {len(losses)}",
+        "the loss was still falling: raise [inference].iterations (or the learning rate)",
+    )
+
+
+def _describe(draws: xr.Dataset, mcmc: bool = False) -> list[dict]:
+    """Per-quantity posterior summary (with MCMC diagnostics for NUTS runs)."""
+    columns = {"mean": draws.mean(("chain", "draw")), "sd": draws.std(("chain", "draw"))}
+    if mcmc:
+        columns["mcse_mean"] = azs.mcse(draws)
+        columns["ess_bulk"] = azs.ess(draws, method="bulk")
+        columns["ess_tail"] = azs.ess(draws, method="tail")
+        if draws.sizes["chain"] > 1:
+            columns["r_hat"] = azs.rhat(draws)
+    rows = [{"quantity": NOISE} | {k: float(v[NOISE]) for k, v in columns.items()}]
+    for i, label in enumerate(draws["probe"].values):
+        rows.append({"quantity": f"f({label})"} | {k: float(v["f"][i]) for k, v in columns.items()})
+    return rows
+
+
+def _probe_records(fitted: FittedBnn) -> list[dict]:
+    x, labels = probe_inputs(fitted)
+    return [
+        {"probe": label, "inputs": dict(zip(fitted.feature_names, map(float, row), strict=True))}
+        for label, row in zip(labels, x, strict=True)
+    ]

@@ -1,0 +1,160 @@
+"""Do the predictions mean what they say? Calibration, posterior predictive draws and PSIS-LOO.
+
+Everything here is computed from the run (trace, stored training and test data) and returned as
+plain data; the report only renders it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import arviz_stats as azs
+import numpy as np
+import xarray as xr
+from scipy.stats import binom
+
+from pmbnn.fitted import LOG_LIKELIHOOD_GROUP, FittedBnn
+from pmbnn.model import OBSERVED
+from pmbnn.predict import mixture_quantiles, predictive_cdf
+from pmbnn.vi_quality import has_approximation, importance_densities
+
+COVERAGE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+PPC_SEED = 1  # posterior predictive noise draws: fixed so a report is reproducible
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Held-out calibration of the predictive distribution (original units)."""
+
+    split: str
+    levels: np.ndarray  # nominal central-interval probabilities
+    coverage: np.ndarray  # fraction of held-out targets inside each interval
+    # Central 95% range of the coverage a perfectly calibrated model would show on this many
+    # points (binomial): coverage outside it is evidence of miscalibration, not noise.
+    expected_low: np.ndarray
+    expected_high: np.ndarray
+    pit: np.ndarray  # predictive CDF at each held-out target: Uniform(0, 1) if calibrated
+    residual: np.ndarray  # y - predictive mean
+    sd_total: np.ndarray
+    sd_epistemic: np.ndarray
+
+    def table(self) -> list[dict]:
+        return [
+            {
+                "nominal": float(n),
+                "empirical": float(e),
+                "expected_low": float(lo),
+                "expected_high": float(hi),
+            }
+            for n, e, lo, hi in zip(
+                self.levels, self.coverage, self.expected_low, self.expected_high, strict=True
+            )
+        ]
+
+    def to_dict(self) -> dict:
+        z = self.residual / self.sd_total
+        return {
+            "split": self.split,
+            "n": len(self.pit),
+            "coverage": self.table(),
+            "standardized_residual_sd": float(z.std()),
+            "pit_ks_distance": _ks_uniform(self.pit),
+        }
+
+
+def calibration(fitted: FittedBnn) -> Calibration | None:
+    """Coverage, PIT and residuals on the stored test split (None when there is none)."""
+    test = fitted.test_data()
+    if test is None:
+        return None
+    x, y = test
+    f, sigma = fitted.draws(x)
+    tails = [(1 - level) / 2 for level in COVERAGE_LEVELS]
+    bounds = mixture_quantiles(f, sigma, tuple(tails + [1 - t for t in tails]))
+    n_levels = len(COVERAGE_LEVELS)
+    coverage = np.array(
+        [np.mean((y >= bounds[i]) & (y <= bounds[i + n_levels])) for i in range(n_levels)]
+    )
+    levels = np.array(COVERAGE_LEVELS)
+    mean = f.mean(axis=0)
+    var_epistemic = f.var(axis=0)
+    return Calibration(
+        split="test",
+        levels=levels,
+        coverage=coverage,
+        expected_low=binom.ppf(0.025, len(y), levels) / len(y),
+        expected_high=binom.ppf(0.975, len(y), levels) / len(y),
+        pit=predictive_cdf(f, sigma, y),
+        residual=y - mean,
+        sd_total=np.sqrt(var_epistemic + np.mean(sigma**2)),
+        sd_epistemic=np.sqrt(var_epistemic),
+    )
+
+
+def posterior_predictive(fitted: FittedBnn, seed: int = PPC_SEED) -> xr.DataTree:
+    """Replicated training targets y_rep ~ Normal(f_s(x), sigma_s^2), beside the observed ones.
+
+    Returned as a DataTree with ArviZ's ``posterior_predictive`` and ``observed_data`` groups in
+    original units, which is what ArviZ's PPC plots read.
+    """
+    x, y = fitted.training_data()
+    f, sigma = fitted.draws(x)
+    rng = np.random.default_rng(seed)
+    y_rep = f + sigma[:, None] * rng.standard_normal(f.shape)
+    posterior = fitted.posterior
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    return xr.DataTree.from_dict(
+        {
+            "posterior_predictive": xr.Dataset(
+                {OBSERVED: (("chain", "draw", "obs"), y_rep.reshape(n_chain, n_draw, -1))}
+            ),
+            "observed_data": xr.Dataset({OBSERVED: ("obs", y)}),
+        }
+    )
+
+
+def loo(fitted: FittedBnn) -> dict | None:
+    """PSIS-LOO on the training data, or None if the pointwise log-likelihood was not stored.
+
+    VI runs use the approximate-posterior correction (log p - log q of each draw), since draws
+    from q are not draws from the posterior.
+    """
+    if LOG_LIKELIHOOD_GROUP not in fitted.trace.children:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # high k is reported below, not as a warning
+        if has_approximation(fitted):
+            densities = importance_densities(fitted)
+            result = azs.loo_approximate_posterior(
+                fitted.trace, densities.log_p, densities.log_q, pointwise=True
+            )
+        else:
+            result = azs.loo(fitted.trace, pointwise=True)
+    k = np.asarray(result.pareto_k).ravel()
+    good = float(result.good_k)
+    return {
+        "elpd_loo": float(result.elpd),
+        "se": float(result.se),
+        "p_loo": float(result.p),
+        "elpd_loo_per_point": float(result.elpd) / result.n_data_points,
+        "n": int(result.n_data_points),
+        "n_samples": int(result.n_samples),
+        "approximate_posterior_correction": has_approximation(fitted),
+        "k_threshold": good,
+        "k_counts": {
+            f"good (k <= {good:.2f})": int(np.sum(k <= good)),
+            f"bad ({good:.2f} < k <= 1)": int(np.sum((k > good) & (k <= 1))),
+            "very bad (k > 1)": int(np.sum(k > 1)),
+        },
+        "pareto_k": k.tolist(),
+        "elpd_i": np.asarray(result.elpd_i).ravel().tolist(),
+    }
+
+
+def _ks_uniform(pit: np.ndarray) -> float:
+    """Largest gap between the PIT values' empirical CDF and the uniform CDF."""
+    u = np.sort(pit)
+    n = len(u)
+    ranks = np.arange(1, n + 1) / n
+    return float(max(np.max(ranks - u), np.max(u - (ranks - 1 / n))))

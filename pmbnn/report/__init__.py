@@ -1,0 +1,143 @@
+"""A run -> one self-contained HTML page (images embedded) plus report.json with its numbers.
+
+Numbers are computed by diagnostics and predictive_checks; this package only arranges them.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from pmbnn.diagnostics import FAIL, Diagnosis, diagnose, format_number
+from pmbnn.files import check_writable, write_folder
+from pmbnn.fitted import FittedBnn
+from pmbnn.inference.advi import LOSS_GROUP
+from pmbnn.model import NOISE
+from pmbnn.predictive_checks import calibration, loo, posterior_predictive
+from pmbnn.report import figures
+from pmbnn.run import load_metrics, load_run
+
+TRACE_PROBES = 3  # function values shown in trace and rank plots, beside sigma
+GRID_POINTS = 300
+BAND_LEVELS = (0.05, 0.25, 0.75, 0.95)  # bounds of the central 90% and 50% intervals
+
+
+def default_report_dir(run_dir: Path) -> Path:
+    return Path("reports") / Path(run_dir).resolve().name
+
+
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None, force: bool = False):
+    """Write index.html and report.json for the run into out_dir; returns (folder, numbers)."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_report_dir(run_dir)
+    fitted = load_run(run_dir)
+    check_writable(out_dir, force)  # before the work, not after it
+    numbers, page = render(fitted, run_dir)
+
+    def fill(folder: Path) -> None:
+        (folder / "index.html").write_text(page, encoding="utf-8")
+        (folder / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+
+    return write_folder(out_dir, fill, force), numbers
+
+
+def render(fitted: FittedBnn, run_dir: Path) -> tuple[dict, str]:
+    """(report.json contents, HTML page) for a loaded run."""
+    diagnosis = diagnose(fitted)
+    checks = calibration(fitted)
+    loo_result = loo(fitted)
+    numbers = {
+        "run": run_dir.resolve().name,
+        "spec": fitted.spec.model_dump(),
+        "meta": fitted.meta,
+        "metrics": load_metrics(run_dir),
+        "diagnostics": diagnosis.to_dict(),
+        "calibration": None if checks is None else checks.to_dict(),
+        "loo": loo_result,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # plotting libraries' deprecation chatter
+        images = _images(fitted, diagnosis, checks, loo_result)
+    environment = Environment(
+        loader=PackageLoader("pmbnn", "report"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    page = environment.get_template("page.html.j2").render(
+        name=numbers["run"],
+        spec_toml=(run_dir / "spec.toml").read_text(),
+        meta_json=json.dumps(fitted.meta, indent=2),
+        numbers=numbers,
+        diagnosis=diagnosis,
+        calibration=checks,
+        loo=loo_result,
+        images=images,
+        fmt=format_number,
+        FAIL=FAIL,
+    )
+    return numbers, page
+
+
+def _images(fitted: FittedBnn, diagnosis: Diagnosis, checks, loo_result) -> dict[str, str]:
+    images: dict[str, str] = {}
+    draws = diagnosis.draws
+    shown = draws.isel(probe=_trace_probes(diagnosis))
+    images["trace"] = figures.trace(shown)
+    if diagnosis.method == "nuts":
+        if shown.sizes["chain"] > 1:
+            images["rank"] = figures.rank(shown)
+        images["energy"] = figures.energy(fitted.trace)
+    elif LOSS_GROUP in fitted.trace.children:
+        loss = fitted.trace[LOSS_GROUP].to_dataset()
+        images["loss"] = figures.loss_curve(loss["loss"].values, int(loss.attrs["window"]))
+    images["ppc"] = figures.ppc(posterior_predictive(fitted))
+    if len(fitted.feature_names) == 1:
+        images["fit_1d"] = _fit_1d(fitted)
+    if checks is not None:
+        images["coverage"] = figures.coverage(checks)
+        images["pit"] = figures.pit_histogram(checks.pit)
+        images["residuals"] = figures.residuals(checks)
+    if loo_result is not None:
+        images["khat"] = figures.khat(np.asarray(loo_result["pareto_k"]), loo_result["k_threshold"])
+    return images
+
+
+def _trace_probes(diagnosis: Diagnosis) -> list[int]:
+    """The probe with the worst R-hat (when there is one), then the first train and test probes."""
+    labels = list(diagnosis.draws["probe"].values)
+    order: list[int] = []
+    rhats = [q.get("r_hat") for q in diagnosis.quantities if q["quantity"] != NOISE]
+    if rhats and rhats[0] is not None:
+        order.append(int(np.nanargmax(rhats)))
+    for split in ("train", "test"):
+        order += [i for i, label in enumerate(labels) if label.startswith(split)][:1]
+    order += range(len(labels))
+    return list(dict.fromkeys(order))[:TRACE_PROBES]
+
+
+def _fit_1d(fitted: FittedBnn) -> str:
+    x_train, y_train = fitted.training_data()
+    test = fitted.test_data()
+    x_all = x_train if test is None else np.concatenate([x_train, test[0]])
+    low, high = x_all.min(), x_all.max()
+    margin = 0.1 * (high - low)
+    grid = np.linspace(low - margin, high + margin, GRID_POINTS)
+    prediction = fitted.predict(grid[:, None], levels=BAND_LEVELS)
+    f = prediction.function_draws.stack(sample=("chain", "draw")).transpose("sample", "obs")
+    f_bounds = np.quantile(f.values, BAND_LEVELS, axis=0)
+    q = prediction.quantiles
+    return figures.fit_1d(
+        grid,
+        prediction.mean,
+        epistemic={0.9: (f_bounds[0], f_bounds[3]), 0.5: (f_bounds[1], f_bounds[2])},
+        total={0.9: (q[0.05], q[0.95]), 0.5: (q[0.25], q[0.75])},
+        train=(x_train[:, 0], y_train),
+        test=None if test is None else (test[0][:, 0], test[1]),
+        labels=(fitted.feature_names[0], fitted.target),
+    )

@@ -1,0 +1,88 @@
+"""How good is a variational fit? log p(theta, y) and log q(theta) at the draws from q.
+
+Their difference is the importance ratio whose Pareto k-hat (PSIS) tells whether q is close
+enough to the posterior for its expectations to be trusted (Yao, Vehtari, Simpson and Gelman
+2018, "Yes, but did it work?: Evaluating variational inference"). Both densities are in the
+unconstrained space q lives in (log sigma, with its Jacobian), evaluated at the stored draws, so
+the same pair also serves PSIS-LOO for approximate posteriors.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import arviz_stats  # noqa: F401  (registers the .azstats accessor)
+import numpy as np
+import xarray as xr
+from scipy.linalg import solve_triangular
+
+from pmbnn.fitted import FittedBnn
+from pmbnn.inference.advi import APPROXIMATION_GROUP
+
+
+@dataclass(frozen=True)
+class ImportanceDensities:
+    """log p (unnormalised joint) and log q at each draw, dims (chain, draw)."""
+
+    log_p: xr.DataArray
+    log_q: xr.DataArray
+
+    @property
+    def log_ratio(self) -> xr.DataArray:
+        return self.log_p - self.log_q
+
+    def pareto_k(self) -> float:
+        """k-hat of the right tail of the importance ratios (draws from q are independent)."""
+        # psislw follows PSIS-LOO's convention: it takes a log-likelihood and weights by its
+        # negative, so the log ratio goes in negated. (pareto_khat(log_weights=True) fits the
+        # log weights themselves rather than the weights: k near 0 for any q.)
+        _, khat = (-self.log_ratio).azstats.psislw(dim=["chain", "draw"], r_eff=1.0)
+        return float(khat)
+
+
+def has_approximation(fitted: FittedBnn) -> bool:
+    return APPROXIMATION_GROUP in fitted.trace.children
+
+
+def importance_densities(fitted: FittedBnn) -> ImportanceDensities:
+    """log p(theta_s, y) and log q(theta_s) for every stored draw theta_s of a VI run."""
+    q = fitted.trace[APPROXIMATION_GROUP].to_dataset()
+    ordering = json.loads(q.attrs["ordering"])
+    posterior = fitted.posterior
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    model = fitted.model.model
+
+    flat = np.empty((n_chain * n_draw, q.sizes["flat_param"]))
+    points: list[dict[str, np.ndarray]] = [{} for _ in range(len(flat))]
+    for value_name, rv_name, start, stop in ordering:
+        values = posterior[rv_name].transpose("chain", "draw", ...).values
+        transform = model.rvs_to_transforms[model[rv_name]]
+        if transform is not None:
+            values = transform.forward(values).eval()
+        values = values.reshape(n_chain * n_draw, *values.shape[2:])
+        flat[:, start:stop] = values.reshape(len(flat), -1)
+        for point, value in zip(points, values, strict=True):
+            point[value_name] = value
+
+    joint_logp = model.compile_logp(jacobian=True)
+    log_p = np.array([joint_logp(point) for point in points])
+    log_q = _gaussian_logpdf(flat, q)
+    dims, coords = ("chain", "draw"), {"chain": posterior["chain"], "draw": posterior["draw"]}
+    return ImportanceDensities(
+        log_p=xr.DataArray(log_p.reshape(n_chain, n_draw), dims=dims, coords=coords),
+        log_q=xr.DataArray(log_q.reshape(n_chain, n_draw), dims=dims, coords=coords),
+    )
+
+
+def _gaussian_logpdf(flat: np.ndarray, q: xr.Dataset) -> np.ndarray:
+    """log N(flat_s | mean, L L^T) with L diagonal (mean field) or lower triangular."""
+    centred = flat - q["mean"].values
+    if "cholesky" in q:
+        cholesky = q["cholesky"].values
+        z = solve_triangular(cholesky, centred.T, lower=True).T
+        log_det = np.log(np.diag(cholesky)).sum()
+    else:
+        z = centred / q["sd"].values
+        log_det = np.log(q["sd"].values).sum()
+    return -0.5 * (z**2).sum(axis=1) - log_det - 0.5 * flat.shape[1] * np.log(2.0 * np.pi)

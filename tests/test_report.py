@@ -1,0 +1,161 @@
+"""report: one self-contained page plus report.json, for NUTS and ADVI runs, checked in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from pmbnn.diagnostics import diagnose
+from pmbnn.predict import mixture_quantiles, predictive_cdf
+from pmbnn.predictive_checks import COVERAGE_LEVELS, calibration, loo
+from tests.cli_helpers import assert_usage_error, run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def nuts_report(sine_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reports") / "nuts"
+    assert run_report(sine_run, out) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def advi_report(small_advi_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reports") / "advi"
+    assert run_report(small_advi_run, out) == 0
+    return out
+
+
+def run_report(run: Path, out: Path) -> int:
+    from pmbnn.cli import main
+
+    return main(["report", str(run), "--out", str(out)])
+
+
+def test_nuts_report_numbers(nuts_report, sine_fitted):
+    numbers = json.loads((nuts_report / "report.json").read_text())
+    assert numbers["diagnostics"]["verdict"] == diagnose(sine_fitted).verdict
+    assert numbers["spec"]["inference"]["method"] == "nuts"
+    coverage = numbers["calibration"]["coverage"]
+    assert [row["nominal"] for row in coverage] == list(COVERAGE_LEVELS)
+    # The 90% row is the fit's own test_coverage_90: two routes to one number.
+    row_90 = next(row for row in coverage if row["nominal"] == 0.9)
+    assert row_90["empirical"] == pytest.approx(numbers["metrics"]["test_coverage_90"])
+    assert numbers["loo"]["n"] == 96 and not numbers["loo"]["approximate_posterior_correction"]
+    # elpd_loo per point estimates the same quantity as the test log density (different rows):
+    # both near 0.8 for noise sd 0.1; a broken log-likelihood would be off by units.
+    assert abs(numbers["loo"]["elpd_loo_per_point"] - numbers["metrics"]["test_lpd"]) < 0.3
+    page = (nuts_report / "index.html").read_text()
+    for section in ("Diagnostics", "Convergence", "Posterior predictive check", "Calibration",
+                    "PSIS-LOO", "spec.toml"):  # fmt: skip
+        assert section in page
+    for alt in (
+        "trace plots",
+        "rank plots",
+        "energy plot",
+        "posterior predictive check",
+        "predictive mean with bands",
+        "coverage plot",
+        "PIT histogram",
+        "Pareto k",
+    ):
+        assert f'alt="{alt}' in page, alt  # fmt: skip
+
+
+def test_advi_report_numbers(advi_report):
+    numbers = json.loads((advi_report / "report.json").read_text())
+    checks = [c["name"] for c in numbers["diagnostics"]["checks"]]
+    assert checks == ["loss_convergence", "pareto_k"]
+    assert numbers["loo"]["approximate_posterior_correction"]
+    page = (advi_report / "index.html").read_text()
+    assert 'alt="ADVI loss curve"' in page and 'alt="energy plot"' not in page
+
+
+def test_report_is_self_contained(nuts_report):
+    page = (nuts_report / "index.html").read_text()
+    sources = re.findall(r'(?:src|href)="([^"#][^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources), sources
+    assert "http://" not in page and "https://" not in page
+
+
+def test_report_does_not_overwrite(nuts_report, sine_run, capsys):
+    before = (nuts_report / "report.json").read_bytes()
+    code, _, err = run_cli(capsys, "report", str(sine_run), "--out", str(nuts_report))
+    assert_usage_error(code, err, "already exists", "--force")
+    assert (nuts_report / "report.json").read_bytes() == before
+
+
+def test_calibration_is_exact_for_the_predictive_mixture(sine_fitted):
+    """The PIT of a predictive quantile is its level; coverage counts agree with the bounds."""
+    x_test, _ = sine_fitted.test_data()
+    f, sigma = sine_fitted.draws(x_test)
+    levels = (0.05, 0.5, 0.95)
+    for level, bound in zip(levels, mixture_quantiles(f, sigma, levels), strict=True):
+        np.testing.assert_allclose(predictive_cdf(f, sigma, bound), level, atol=1e-9)
+    result = calibration(sine_fitted)
+    assert np.all(np.diff(result.coverage) >= 0)  # nested intervals
+    assert np.all((result.pit > 0) & (result.pit < 1))
+
+
+def test_loo_matches_importance_sampling_where_k_is_small(sine_fitted):
+    """PSIS-LOO smooths only the tail of the raw importance weights 1 / p(y_i | theta_s). Where
+    k < 0.5 their variance is finite, and the plain estimate log 1 / mean_s(1 / p) must agree
+    with ArviZ's pointwise elpd to within 3 of its own Monte Carlo standard errors (draws
+    treated as independent; measured: at most 0.5 of one)."""
+    result = loo(sine_fitted)
+    log_lik = sine_fitted.trace["log_likelihood"]["y"].values.reshape(-1, 96)
+    plain = -(logsumexp(-log_lik, axis=0) - np.log(len(log_lik)))
+    weights = np.exp(-log_lik - (-log_lik).max(axis=0))
+    mcse = weights.std(axis=0) / weights.mean(axis=0) / np.sqrt(len(log_lik))
+    k, elpd_i = np.asarray(result["pareto_k"]), np.asarray(result["elpd_i"])
+    small = k < 0.5
+    assert small.sum() > 80
+    np.testing.assert_array_less(np.abs(elpd_i[small] - plain[small]), 3 * mcse[small])
+    assert result["elpd_loo"] == pytest.approx(elpd_i.sum())
+
+
+@pytest.mark.parametrize("report", ["nuts_report", "advi_report"])
+def test_page_renders_in_chromium(report, request, tmp_path):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    folder: Path = request.getfixturevalue(report)
+    numbers = json.loads((folder / "report.json").read_text())
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto((folder / "index.html").resolve().as_uri(), wait_until="load")
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth,"
+            " i.naturalHeight])"
+        )
+        rows = page.locator("table#diagnostics tr").count()
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        browser.close()
+    assert problems == []
+    assert len(images) >= 6
+    for alt, complete, width, height in images:
+        assert complete and width > 0 and height > 0, alt
+    assert rows == 1 + len(numbers["diagnostics"]["checks"])  # header + one row per check
+    assert (tmp_path / "page.png").stat().st_size > 50_000
