@@ -307,7 +307,8 @@ def _loss_check(fitted: FittedBnn) -> Check:
         z,
         verdict,
         threshold,
-        f"drop of the mean loss over the last {window} iterations; {stopped} after {len(losses)}",
+        f"drop of the mean loss over the last {window} iterations; {stopped} after "
+        f"{len(losses)} iterations",
         "the loss was still falling: raise [inference].iterations (or the learning rate)",
     )
 
