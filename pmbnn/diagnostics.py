@@ -116,19 +116,17 @@ def probe_inputs(fitted: FittedBnn) -> tuple[np.ndarray, list[str]]:
 
 
 def function_space_draws(fitted: FittedBnn) -> xr.Dataset:
-    """sigma and f at the probe inputs per (chain, draw), in the target's original units."""
+    """sigma (when learned) and f at the probe inputs per (chain, draw), in original units."""
     x, labels = probe_inputs(fitted)
     f, sigma = fitted.draws(x)
     posterior = fitted.posterior
     shape = (posterior.sizes["chain"], posterior.sizes["draw"])
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
-    return xr.Dataset(
-        {
-            NOISE: (("chain", "draw"), sigma.reshape(shape)),
-            "f": (("chain", "draw", "probe"), f.reshape(*shape, -1)),
-        },
-        coords=coords | {"probe": labels},
-    )
+    variables: dict[str, tuple] = {}
+    if fitted.model.fixed_sigma is None:
+        variables[NOISE] = (("chain", "draw"), sigma.reshape(shape))
+    variables["f"] = (("chain", "draw", "probe"), f.reshape(*shape, -1))
+    return xr.Dataset(variables, coords=coords | {"probe": labels})
 
 
 def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset) -> list[Check]:
@@ -154,12 +152,13 @@ def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset) -> list[Check]:
                 draws["f"],
                 f"max over {draws.sizes['probe']} probe inputs",
             ),
-            _rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma"),
         ]
+        if NOISE in draws:
+            checks.append(_rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma"))
+    over = f"{draws.sizes['probe']} probe inputs" + (" and sigma" if NOISE in draws else "")
     for kind in ("bulk", "tail"):
-        ess = azs.ess(draws, method=kind)
-        value = float(min(ess["f"].min(), ess[NOISE]))
-        checks.append(_ess_check(kind, value, n_chains))
+        value = float(azs.ess(draws, method=kind).to_dataarray().min())
+        checks.append(_ess_check(kind, value, n_chains, over))
     checks += _sampler_checks(fitted)
     checks.append(_weight_rhat(fitted, n_chains))
     return checks
@@ -180,16 +179,16 @@ def _rhat_check(name: str, label: str, values: xr.DataArray, detail: str) -> Che
     )
 
 
-def _ess_check(kind: str, value: float, n_chains: int) -> Check:
+def _ess_check(kind: str, value: float, n_chains: int, over: str) -> Check:
     ok = ESS_PER_CHAIN_OK * n_chains
     verdict = OK if value >= ok else WARN if value >= ESS_FAIL else FAIL
     return Check(
         f"ess_{kind}",
-        f"ESS ({kind}), sigma and function values",
+        f"ESS ({kind}), function values and sigma",
         value,
         verdict,
         f">= {ok} (100 per chain; FAIL < {ESS_FAIL})",
-        "minimum over sigma and probe inputs",
+        f"minimum over {over}",
         "too few effective draws: raise [inference].draws (and tune)"
         + ("" if kind == "bulk" else "; tail ESS limits interval accuracy"),
     )
@@ -322,7 +321,9 @@ def _describe(draws: xr.Dataset, mcmc: bool = False) -> list[dict]:
         columns["ess_tail"] = azs.ess(draws, method="tail")
         if draws.sizes["chain"] > 1:
             columns["r_hat"] = azs.rhat(draws)
-    rows = [{"quantity": NOISE} | {k: float(v[NOISE]) for k, v in columns.items()}]
+    rows = []
+    if NOISE in draws:
+        rows.append({"quantity": NOISE} | {k: float(v[NOISE]) for k, v in columns.items()})
     for i, label in enumerate(draws["probe"].values):
         rows.append({"quantity": f"f({label})"} | {k: float(v["f"][i]) for k, v in columns.items()})
     return rows

@@ -101,6 +101,29 @@ def test_report_does_not_overwrite(nuts_report, sine_run, capsys):
     assert (nuts_report / "report.json").read_bytes() == before
 
 
+def test_force_rebuilds_the_same_numbers(advi_report, small_advi_run, capsys):
+    before = (advi_report / "report.json").read_bytes()
+    code, out, _ = run_cli(capsys, "report", str(small_advi_run), "--out", str(advi_report),
+                           "--force")  # fmt: skip
+    assert code == 0 and "index.html" in out
+    assert (advi_report / "report.json").read_bytes() == before  # same run, same numbers
+    assert not [p for p in advi_report.parent.iterdir() if p.name.startswith(".")]  # no debris
+
+
+def test_report_without_a_test_split(blr_spec, tmp_path, capsys):
+    spec = tmp_path / "blr.toml"
+    spec.write_text(blr_spec.with_overrides(inference={"draws": 300, "tune": 300}).to_toml())
+    run_cli(capsys, "fit", str(spec), "--out", str(tmp_path / "run"))
+    code, _, _ = run_cli(capsys, "report", str(tmp_path / "run"), "--out", str(tmp_path / "rep"))
+    assert code == 0
+    numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert numbers["calibration"] is None and numbers["loo"]["n"] == 40
+    # Fixed noise: nothing to judge about sigma (a constant has no R-hat), and no false FAIL.
+    checks = {c["name"]: c["verdict"] for c in numbers["diagnostics"]["checks"]}
+    assert "r_hat_sigma" not in checks and checks["r_hat_function"] == "OK", checks
+    assert "has no stored test split" in (tmp_path / "rep" / "index.html").read_text()
+
+
 def test_calibration_is_exact_for_the_predictive_mixture(sine_fitted):
     """The PIT of a predictive quantile is its level; coverage counts agree with the bounds."""
     x_test, _ = sine_fitted.test_data()
