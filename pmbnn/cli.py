@@ -9,9 +9,10 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
-from pmbnn.errors import PmbnnError
+from pmbnn.errors import DataWarning, PmbnnError
 
 BUILTIN_SPEC = Path(__file__).resolve().parent.parent / "models" / "sine-gap.toml"
 USAGE_ERROR = 2
@@ -35,8 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit", help="fit a BNN spec and write a run folder")
     fit.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in sine-gap example)")
-    fit.add_argument("--data", help="CSV file to fit (overrides [data].path)")
+    fit.add_argument(
+        "--data", help="table to fit: .csv, .tsv, .parquet or .npz (overrides [data].path)"
+    )
     fit.add_argument("--target", help="target column of --data (overrides [data].target)")
+    fit.add_argument(
+        "--features", help="comma-separated input columns (default: all but the target)"
+    )
+    fit.add_argument(
+        "--dropna", action="store_true", help="drop rows with missing or infinite values"
+    )
     fit.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"])
     fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
     fit.add_argument(
@@ -46,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict new inputs with a fitted run")
     predict.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
-    predict.add_argument("--data", required=True, help="CSV with the run's feature columns")
+    predict.add_argument(
+        "--data", required=True, help="table (.csv, .tsv, .parquet, .npz) with the run's inputs"
+    )
     predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
     predict.add_argument("--force", action="store_true", help="replace --out if it exists")
 
@@ -76,21 +87,36 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("pymc").setLevel(logging.WARNING)
     try:
-        if args.command == "predict":
-            return _predict(args)
-        if args.command == "diagnose":
-            return _diagnose(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command is None:
-            args = build_parser().parse_args(["fit"])
-        return _fit(args, progress)
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.simplefilter("always", DataWarning)
+            warnings.showwarning = _show_data_warning
+            return _run(args, progress)
     except PmbnnError as exc:
         print(f"pmbnn: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         print("pmbnn: interrupted; nothing was written", file=sys.stderr)
         return 130
+
+
+def _show_data_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Data warnings as one plain line; anything else as Python would show it."""
+    if issubclass(category, DataWarning):
+        print(f"pmbnn: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _run(args: argparse.Namespace, progress: bool) -> int:
+    if args.command == "predict":
+        return _predict(args)
+    if args.command == "diagnose":
+        return _diagnose(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command is None:
+        args = build_parser().parse_args(["fit"])
+    return _fit(args, progress)
 
 
 def _fit(args: argparse.Namespace, progress: bool) -> int:
@@ -108,6 +134,10 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
     data_override = {"path": str(Path(args.data).resolve()), "example": None} if args.data else {}
     if args.target:
         data_override["target"] = args.target
+    if args.features:
+        data_override["features"] = [name.strip() for name in args.features.split(",")]
+    if args.dropna:
+        data_override["dropna"] = True
     spec = spec.model_copy(update={"data": spec.data.model_copy(update=data_override)})
     spec = spec.with_overrides(inference={"method": args.method, "seed": args.seed})
 
@@ -123,8 +153,9 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pmbnn.data import numeric_columns, read_table
+    from pmbnn.data import numeric_columns
     from pmbnn.run import load_run
+    from pmbnn.tables import read_table
 
     if args.out is not None and args.out.exists() and not args.force:
         raise PmbnnError(f"{args.out} already exists; choose another --out or add --force")

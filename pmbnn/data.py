@@ -6,15 +6,16 @@ Everything is checked here, once, at the edge; later stages trust the arrays.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pmbnn.errors import PmbnnError
+from pmbnn.errors import DataWarning, PmbnnError
 from pmbnn.examples import EXAMPLES
 from pmbnn.spec import DataSpec
+from pmbnn.tables import read_table
 
 MIN_TRAIN_ROWS = 2
 
@@ -88,22 +89,6 @@ class Standardizer:
         )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV file, with a message that says what went wrong if it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise PmbnnError(
-            f"data file not found: {path} (check the path given by --data or [data].path)"
-        )
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise PmbnnError(f"cannot read {path} as CSV: {str(exc).strip()}") from None
-    if frame.empty:
-        raise PmbnnError(f"{path} has no data rows")
-    return frame
-
-
 def load_dataset(spec: DataSpec, seed: int) -> Dataset:
     """The data a spec names: a file, or a built-in example generated from the seed."""
     if spec.path is not None:
@@ -116,6 +101,8 @@ def load_dataset(spec: DataSpec, seed: int) -> Dataset:
         frame, source = generate(seed), f"example:{spec.example or 'sine-gap'}"
         target = spec.target or default_target
     features = spec.features or [c for c in frame.columns if c != target]
+    if spec.dropna:
+        frame = drop_incomplete_rows(frame, [*features, target], source)
     return Dataset(
         x=numeric_columns(frame, features, source),
         y=numeric_columns(frame, [target], source)[:, 0],
@@ -123,6 +110,26 @@ def load_dataset(spec: DataSpec, seed: int) -> Dataset:
         target=str(target),
         source=source,
     )
+
+
+def drop_incomplete_rows(frame: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:
+    """Rows of frame whose used columns are all finite numbers; says how many went."""
+    present = [c for c in columns if c in frame.columns]
+    numeric = frame[present].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    keep = np.isfinite(numeric).all(axis=1)
+    dropped = int((~keep).sum())
+    if dropped:
+        warnings.warn(
+            f"dropped {dropped} of {len(frame)} row(s) of {source} with missing or infinite "
+            "values (--dropna)",
+            DataWarning,
+            stacklevel=2,
+        )
+    return frame[keep].reset_index(drop=True)
+
+
+def constant_features(x: np.ndarray, names: list[str]) -> list[str]:
+    return [name for name, column in zip(names, x.T, strict=True) if np.ptp(column) == 0]
 
 
 def numeric_columns(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
@@ -140,7 +147,8 @@ def numeric_columns(frame: pd.DataFrame, columns: list[str], source: str) -> np.
             frame[column]
         ):
             raise PmbnnError(
-                f"column {column!r} in {source} is not numeric; encode it as numbers first"
+                f"column {column!r} in {source} is not numeric; encode it as numbers, or leave "
+                "it out with --features"
             )
     values = frame[columns].to_numpy(dtype=float)
     bad = ~np.isfinite(values)
@@ -148,7 +156,8 @@ def numeric_columns(frame: pd.DataFrame, columns: list[str], source: str) -> np.
         rows, cols = np.nonzero(bad)
         raise PmbnnError(
             f"{int(bad.sum())} missing or infinite value(s) in {source}, first in column "
-            f"{columns[cols[0]]!r} at data row {rows[0] + 1}; remove or fill those rows"
+            f"{columns[cols[0]]!r} at data row {rows[0] + 1}; fill them, or add --dropna to "
+            "drop those rows"
         )
     return values
 

@@ -7,6 +7,7 @@ are rebuilt from the spec and the trace on first use, so a reloaded run is the s
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -14,7 +15,14 @@ import numpy as np
 import xarray as xr
 from xarray import DataTree
 
-from pmbnn.data import Dataset, Standardizer, load_dataset, split_indices
+from pmbnn.data import (
+    Dataset,
+    Standardizer,
+    constant_features,
+    load_dataset,
+    split_indices,
+)
+from pmbnn.errors import DataWarning
 from pmbnn.inference import run_inference
 from pmbnn.model import INPUTS, OBSERVED, BnnModel, build_model
 from pmbnn.predict import (
@@ -127,14 +135,33 @@ def attach_evaluation_data(fitted: FittedBnn, x_test: np.ndarray, y_test: np.nda
 
 
 def fit(spec: Spec, progress: bool = False) -> tuple[FittedBnn, dict]:
-    """Load the spec's data, fit, and evaluate; returns the fitted BNN and its metrics."""
+    """Load the spec's data, split it, fit, and evaluate; returns the fitted BNN and metrics."""
     seed = spec.inference.seed
-    timings: dict[str, float] = {}
     clock = time.perf_counter()
     data = load_dataset(spec.data, seed)
     train, test = split_indices(len(data.y), spec.data.test_fraction, seed)
+    return fit_split(spec, data, train, test, progress, {"data_s": time.perf_counter() - clock})
+
+
+def fit_split(
+    spec: Spec,
+    data: Dataset,
+    train: np.ndarray,
+    test: np.ndarray,
+    progress: bool = False,
+    timings: dict[str, float] | None = None,
+) -> tuple[FittedBnn, dict]:
+    """Fit on the rows `train` of data (scaled by their statistics only), evaluate on `test`."""
+    timings = dict(timings or {})
+    constant = constant_features(data.x[train], data.feature_names)
+    if constant:
+        warnings.warn(
+            f"feature(s) {', '.join(map(repr, constant))} are constant on the training rows: "
+            "kept with scale 1, but they cannot inform the predictions",
+            DataWarning,
+            stacklevel=2,
+        )
     scaler = Standardizer.fit(data.x[train], data.y[train], spec.data.standardize)
-    timings["data_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     bnn = build_model(spec, scaler.x(data.x[train]), scaler.y(data.y[train]), data.feature_names)

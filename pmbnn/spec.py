@@ -61,6 +61,7 @@ class DataSpec(_Section):
     features: list[str] | None = None
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     standardize: bool = True
+    dropna: bool = False  # drop rows with missing or infinite values instead of failing
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
