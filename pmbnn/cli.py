@@ -76,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="folder to write (default: reports/<run folder name>)"
     )
     report.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    bench = commands.add_parser("bench", help="run a standard benchmark")
+    suites = bench.add_subparsers(dest="suite", required=True, parser_class=_Parser)
+    uci = suites.add_parser("uci", help="the UCI regression protocol over its standard splits")
+    uci.add_argument("--dataset", required=True, help="dataset folder name, e.g. bostonHousing")
+    uci.add_argument("--splits", help="e.g. 0-19, 3 or 0-4,10 (default: every split)")
+    uci.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"], default="advi")
+    uci.add_argument(
+        "--uci-dir",
+        type=Path,
+        default=os.environ.get("PMBNN_UCI_DIR"),
+        help="folder holding the datasets in the standard layout (default: $PMBNN_UCI_DIR)",
+    )
+    uci.add_argument("--out", type=Path, default=Path("reports/benchmarks"), help="results folder")
+    uci.add_argument("--workers", type=int, help="processes (default: one per free core)")
     return parser
 
 
@@ -114,9 +129,26 @@ def _run(args: argparse.Namespace, progress: bool) -> int:
         return _diagnose(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "bench":
+        return _bench(args, progress)
     if args.command is None:
         args = build_parser().parse_args(["fit"])
     return _fit(args, progress)
+
+
+def _bench(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.bench import make_bench, print_summary, run_bench
+    from pmbnn.uci import available_splits
+
+    if args.uci_dir is None:
+        raise PmbnnError("give the UCI data folder with --uci-dir DIR (or set PMBNN_UCI_DIR)")
+    if args.workers is not None and args.workers < 1:
+        raise PmbnnError("--workers must be at least 1")
+    splits = args.splits or f"0-{max(available_splits(args.uci_dir, args.dataset), 1) - 1}"
+    bench = make_bench(args.dataset, args.method, splits, args.uci_dir, args.out)
+    summary = run_bench(bench, args.workers, progress)
+    print_summary(summary, args.out)
+    return 0
 
 
 def _fit(args: argparse.Namespace, progress: bool) -> int:

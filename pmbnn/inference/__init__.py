@@ -4,18 +4,37 @@ from __future__ import annotations
 
 from xarray import DataTree
 
-from pmbnn.inference.advi import fit_advi
-from pmbnn.inference.nuts import sample_nuts
+from pmbnn.inference.advi import AdviProgram, fit_advi
+from pmbnn.inference.nuts import build_step, sample_nuts
 from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
 
 
-def run_inference(bnn: BnnModel, settings: InferenceSpec, progress: bool) -> DataTree:
-    """Posterior draws for `bnn` by the method the settings name.
+class CompiledInference:
+    """The inference programs of one model, compiled on first use and reused afterwards.
 
-    Every method returns groups ``posterior`` (chain, draw, ...), ``observed_data`` and
-    ``constant_data``; NUTS adds ``sample_stats``, ADVI adds ``vi_loss``.
+    The programs read the model's data from shared variables, so after ``pm.set_data`` a run
+    fits the new rows without compiling again.
     """
-    if settings.method == "nuts":
-        return sample_nuts(bnn, settings, progress)
-    return fit_advi(bnn, settings, full_rank=settings.method == "fullrank_advi", progress=progress)
+
+    def __init__(self, bnn: BnnModel):
+        self.bnn = bnn
+        self._advi: dict[tuple, AdviProgram] = {}
+        self._nuts: dict[float, object] = {}
+
+    def run(self, settings: InferenceSpec, progress: bool) -> DataTree:
+        """Posterior draws by the method the settings name.
+
+        Every method returns groups ``posterior`` (chain, draw, ...), ``observed_data`` and
+        ``constant_data``; NUTS adds ``sample_stats``, ADVI adds ``vi_loss`` and
+        ``vi_approximation``.
+        """
+        if settings.method == "nuts":
+            if settings.target_accept not in self._nuts:
+                self._nuts[settings.target_accept] = build_step(self.bnn, settings)
+            return sample_nuts(self.bnn, settings, progress, self._nuts[settings.target_accept])
+        full_rank = settings.method == "fullrank_advi"
+        key = (full_rank, settings.iterations)
+        if key not in self._advi:
+            self._advi[key] = AdviProgram(self.bnn, settings, full_rank)
+        return fit_advi(self.bnn, settings, full_rank, progress, self._advi[key])

@@ -11,7 +11,7 @@ import xarray as xr
 from xarray import DataTree
 
 from pmbnn.errors import PmbnnError
-from pmbnn.model import BnnModel
+from pmbnn.model import TARGET_DATA, BnnModel
 from pmbnn.spec import InferenceSpec
 
 LOSS_GROUP = "vi_loss"
@@ -55,10 +55,15 @@ class LossPlateau:
     ):
         self.window = window
         self.learning_rate = learning_rate
-        self.decays_left = decays
+        self.decays = decays
+        self.reset()
+
+    def reset(self) -> None:
+        self.decays_left = self.decays
         self.converged_at: int | None = None
 
     def __call__(self, approx: object, losses: np.ndarray, iteration: int) -> None:
+        iteration = len(losses)  # PyMC's count runs on across refine() calls; this run's does not
         if iteration % self.window or iteration < 2 * self.window:
             return
         if plateau_z(losses, self.window) >= PLATEAU_Z:
@@ -70,53 +75,108 @@ class LossPlateau:
         self.learning_rate.set_value(self.learning_rate.get_value() / 10.0)
 
 
-def fit_advi(bnn: BnnModel, settings: InferenceSpec, full_rank: bool, progress: bool) -> DataTree:
+class AdviProgram:
+    """ADVI for one model, compiled once and rerunnable from a fresh start.
+
+    The compiled step function reads the model's data from shared variables, so after
+    ``pm.set_data`` the same program fits new rows of the same width (the UCI bench refits
+    each split this way: one compilation per process, not per split). Every run restores the
+    optimizer to its initial state and starts q from the model's initial point for its seed.
+    """
+
+    def __init__(self, bnn: BnnModel, settings: InferenceSpec, full_rank: bool):
+        self.bnn, self.full_rank = bnn, full_rank
+        self.method = "fullrank_advi" if full_rank else "advi"
+        self.iterations = settings.iterations
+        self.window = max(MIN_WINDOW, settings.iterations // 20)
+        self.learning_rate = pytensor.shared(
+            np.asarray(settings.learning_rate, dtype=float), "learning_rate"
+        )
+        with bnn.model:
+            start = bnn.model.initial_point(random_seed=settings.seed)
+            if full_rank:
+                inference = pm.FullRankADVI(start=start, random_seed=settings.seed)
+                (l_tril,) = (p for p in inference.approx.params if p.name == "L_tril")
+                l_tril.set_value(l_tril.get_value() * START_SD)
+            else:
+                start_sd = {name: np.full(np.size(v), START_SD) for name, v in start.items()}
+                inference = pm.ADVI(start=start, start_sigma=start_sd, random_seed=settings.seed)
+            # n=0 compiles the step function (Adam, loss, callbacks) without taking a step.
+            self.plateau = LossPlateau(self.window, self.learning_rate)
+            inference.fit(
+                n=0,
+                obj_optimizer=pm.adam(learning_rate=self.learning_rate),
+                callbacks=[self.plateau],
+                progressbar=False,
+            )
+        self.inference = inference
+        data = {bnn.inputs, bnn.model[TARGET_DATA]}
+        self._state = {
+            v: v.get_value(borrow=False) for v in inference.state.step.get_shared() if v not in data
+        }
+
+    def run(self, settings: InferenceSpec, progress: bool) -> tuple[object, np.ndarray]:
+        """Fit from the initial state on the model's current data: (approximation, losses)."""
+        for variable, value in self._state.items():
+            if isinstance(value, np.random.Generator):
+                variable.set_value(np.random.default_rng([settings.seed, 11]))
+            else:
+                variable.set_value(np.copy(value))
+        self._set_start(settings.seed)
+        self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=float))
+        self.plateau.reset()
+        self.inference.hist = np.asarray([], dtype=float)
+        self.inference.state = self.inference.state._replace(i=0)
+        try:
+            self.inference.refine(settings.iterations, progressbar=progress)
+        except FloatingPointError:
+            raise PmbnnError(
+                f"{self.method} diverged (the loss became NaN); lower "
+                f"[inference].learning_rate (now {settings.learning_rate})"
+            ) from None
+        losses = np.asarray(self.inference.hist, dtype=float)
+        if self.plateau.converged_at is None and len(losses) < settings.iterations:
+            raise KeyboardInterrupt  # pm.fit swallows Ctrl-C and returns a half-fitted result
+        return self.inference.approx, losses
+
+    def _set_start(self, seed: int) -> None:
+        """q's mean at the model's initial point for this seed (prior draws, see model.py)."""
+        start = self.bnn.model.initial_point(random_seed=seed)
+        (group,) = self.inference.approx.groups
+        mean = np.empty(group.ddim)
+        for name, block, *_ in group.ordering.values():
+            mean[block] = np.ravel(start[name])
+        (mu,) = (p for p in self.inference.approx.params if p.name == "mu")
+        mu.set_value(mean)
+
+
+def fit_advi(
+    bnn: BnnModel,
+    settings: InferenceSpec,
+    full_rank: bool,
+    progress: bool,
+    program: AdviProgram | None = None,
+) -> DataTree:
     """Fit a Gaussian approximation with Adam, then draw `settings.draws` from it.
 
     Draws are stored as one chain, the layout of a NUTS trace; the loss (negative ELBO) per
     iteration goes to the ``vi_loss`` group with the convergence verdict in its attributes.
+    A compiled `program` for this model may be passed in to skip compilation.
     """
-    window = max(MIN_WINDOW, settings.iterations // 20)
-    learning_rate = pytensor.shared(
-        np.asarray(settings.learning_rate, dtype=float), "learning_rate"
-    )
-    plateau = LossPlateau(window, learning_rate)
-    method = "fullrank_advi" if full_rank else "advi"
+    program = program or AdviProgram(bnn, settings, full_rank)
+    approx, losses = program.run(settings, progress)
     with bnn.model:
-        start = bnn.model.initial_point(random_seed=settings.seed)
-        if full_rank:
-            inference = pm.FullRankADVI(start=start, random_seed=settings.seed)
-            (l_tril,) = (p for p in inference.approx.params if p.name == "L_tril")
-            l_tril.set_value(l_tril.get_value() * START_SD)
-        else:
-            start_sd = {name: np.full(np.size(value), START_SD) for name, value in start.items()}
-            inference = pm.ADVI(start=start, start_sigma=start_sd, random_seed=settings.seed)
-        try:
-            approx = inference.fit(
-                n=settings.iterations,
-                obj_optimizer=pm.adam(learning_rate=learning_rate),
-                callbacks=[plateau],
-                progressbar=progress,
-            )
-        except FloatingPointError:
-            raise PmbnnError(
-                f"{method} diverged (the loss became NaN); lower [inference].learning_rate "
-                f"(now {settings.learning_rate})"
-            ) from None
-    losses = np.asarray(approx.hist, dtype=float)
-    if plateau.converged_at is None and len(losses) < settings.iterations:
-        raise KeyboardInterrupt  # pm.fit swallows Ctrl-C and returns a half-fitted result
-    trace = approx.sample(settings.draws, random_seed=settings.seed + 1)
+        trace = approx.sample(settings.draws, random_seed=settings.seed + 1)
     loss = xr.Dataset(
         {"loss": ("iteration", losses)},
         coords={"iteration": np.arange(1, len(losses) + 1)},
         attrs={
-            "method": method,
+            "method": program.method,
             "max_iterations": settings.iterations,
-            "converged": int(plateau.converged_at is not None),
-            "window": window,
+            "converged": int(program.plateau.converged_at is not None),
+            "window": program.window,
             "learning_rate": settings.learning_rate,
-            "final_learning_rate": float(learning_rate.get_value()),
+            "final_learning_rate": float(program.learning_rate.get_value()),
         },
     )
     trace[LOSS_GROUP] = DataTree(loss)

@@ -11,7 +11,15 @@ from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
 
 
-def sample_nuts(bnn: BnnModel, settings: InferenceSpec, progress: bool) -> DataTree:
+def build_step(bnn: BnnModel, settings: InferenceSpec) -> pm.NUTS:
+    """PyMC's NUTS for the model, compiled; reusable across runs (tuning restarts each chain)."""
+    with bnn.model:
+        return pm.NUTS(target_accept=settings.target_accept)
+
+
+def sample_nuts(
+    bnn: BnnModel, settings: InferenceSpec, progress: bool, step: pm.NUTS | None = None
+) -> DataTree:
     """Draw from the posterior with PyMC's NUTS.
 
     PyMC's own sampler is named explicitly so that installing nutpie does not silently change
@@ -24,7 +32,7 @@ def sample_nuts(bnn: BnnModel, settings: InferenceSpec, progress: bool) -> DataT
             tune=settings.tune,
             chains=settings.chains,
             cores=min(settings.chains, os.cpu_count() or 1),
-            target_accept=settings.target_accept,
+            step=step or build_step(bnn, settings),
             random_seed=settings.seed,
             nuts_sampler="pymc",
             progressbar=progress,

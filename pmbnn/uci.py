@@ -1,0 +1,67 @@
+"""The UCI regression benchmark in its standard layout, and the published figures to compare.
+
+Layout (Hernandez-Lobato & Adams 2015; Gal & Ghahramani 2016): ``data.txt`` (whitespace
+separated), ``index_features.txt``, ``index_target.txt``, ``index_train_K.txt`` and
+``index_test_K.txt`` (0-based rows of split K), optionally ``n_splits.txt``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from pmbnn.data import Dataset
+from pmbnn.errors import PmbnnError
+
+REQUIRED = ("data.txt", "index_features.txt", "index_target.txt")
+
+
+def load_uci(uci_dir: str | Path, name: str) -> Dataset:
+    folder = Path(uci_dir) / name
+    if not folder.is_dir():
+        known = (
+            sorted(p.name for p in Path(uci_dir).iterdir() if p.is_dir())
+            if Path(uci_dir).is_dir()
+            else []
+        )
+        raise PmbnnError(
+            f"no dataset {name!r} in {uci_dir}"
+            + (f"; there are: {', '.join(known)}" if known else "; give the folder with --uci-dir")
+        )
+    missing = [f for f in REQUIRED if not (folder / f).is_file()]
+    if missing:
+        raise PmbnnError(f"{folder} is not in the UCI layout: missing {', '.join(missing)}")
+    raw = np.loadtxt(folder / "data.txt", ndmin=2)
+    features = np.loadtxt(folder / "index_features.txt", dtype=int, ndmin=1)
+    target = int(np.loadtxt(folder / "index_target.txt", dtype=int))
+    return Dataset(
+        x=raw[:, features],
+        y=raw[:, target],
+        feature_names=[f"column_{j}" for j in features],
+        target=f"column_{target}",
+        source=f"uci:{name}",
+    )
+
+
+def split_rows(uci_dir: str | Path, name: str, split: int) -> tuple[np.ndarray, np.ndarray]:
+    folder = Path(uci_dir) / name
+    paths = [folder / f"index_{part}_{split}.txt" for part in ("train", "test")]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise PmbnnError(f"split {split} of {name} is missing ({', '.join(missing)}) in {folder}")
+    train, test = (np.loadtxt(p, dtype=int, ndmin=1) for p in paths)
+    return train, test
+
+
+def available_splits(uci_dir: str | Path, name: str) -> int:
+    folder = Path(uci_dir) / name
+    return len(list(folder.glob("index_train_*.txt")))
+
+
+def published() -> dict:
+    """Published per-dataset figures, keyed by method, each with its citation and source."""
+    text = files("pmbnn.published").joinpath("uci.toml").read_text()
+    return tomllib.loads(text)

@@ -1,0 +1,142 @@
+"""bench uci: the standard layout in, per-split results out, parallel and resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pmbnn.bench import make_bench, parse_splits, run_bench
+from pmbnn.errors import PmbnnError
+from pmbnn.fitted import fit_split
+from pmbnn.spec import Spec
+from pmbnn.uci import load_uci, published, split_rows
+from tests.cli_helpers import assert_usage_error, run_cli
+
+SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
+ROWS, SPLITS, TEST_ROWS = 60, 3, 10
+
+
+@pytest.fixture(scope="module")
+def uci_dir(tmp_path_factory) -> Path:
+    """A small dataset in the standard layout, named like a real one to get its comparison."""
+    root = tmp_path_factory.mktemp("uci")
+    folder = root / "yacht"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(ROWS, 3))
+    y = np.sin(x[:, 0]) + 0.5 * x[:, 1] + 0.1 * rng.normal(size=ROWS)
+    np.savetxt(folder / "data.txt", np.c_[x, y])
+    np.savetxt(folder / "index_features.txt", [0, 1, 2], fmt="%d")
+    np.savetxt(folder / "index_target.txt", [3], fmt="%d")
+    for k in range(SPLITS):
+        order = np.random.default_rng(k).permutation(ROWS)
+        np.savetxt(folder / f"index_train_{k}.txt", np.sort(order[TEST_ROWS:]), fmt="%d")
+        np.savetxt(folder / f"index_test_{k}.txt", np.sort(order[:TEST_ROWS]), fmt="%d")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_spec() -> Spec:
+    return Spec().with_overrides(
+        network={"hidden": [4]}, inference={"iterations": 1000, "draws": 100}
+    )
+
+
+@pytest.fixture(scope="module")
+def bench_run(uci_dir, tiny_spec, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    bench = make_bench("yacht", "advi", "0-2", uci_dir, out, tiny_spec)
+    return bench, run_bench(bench, workers=2)
+
+
+def test_results_follow_the_documented_layout(bench_run):
+    bench, summary = bench_run
+    stored = json.loads((bench.out_dir / "uci-yacht-advi.json").read_text())
+    assert stored == json.loads(json.dumps(summary))
+    assert [r["split"] for r in stored["splits"]] == [0, 1, 2]
+    for row in stored["splits"]:
+        assert {"split", "rmse", "test_ll", "seconds"} <= set(row)
+    rmse = np.array([r["rmse"] for r in stored["splits"]])
+    assert stored["rmse_mean"] == pytest.approx(rmse.mean())
+    assert stored["rmse_se"] == pytest.approx(rmse.std(ddof=1) / np.sqrt(3))
+    markdown = (bench.out_dir / "uci-yacht-advi.md").read_text()
+    assert "MC dropout (published, 20 splits)" in markdown and "Gal & Ghahramani" in markdown
+
+
+def test_parallel_workers_reproduce_a_direct_fit(bench_run, uci_dir, tiny_spec):
+    """Each split in a worker (compiled once, data swapped) equals a fresh in-process fit."""
+    _, summary = bench_run
+    data = load_uci(uci_dir, "yacht")
+    train, test = split_rows(uci_dir, "yacht", 2)
+    spec = tiny_spec.with_overrides(inference={"method": "advi", "seed": 2})  # seed + split
+    _, metrics = fit_split(spec, data, train, test)
+    assert summary["splits"][2]["rmse"] == pytest.approx(metrics["test_rmse"], rel=1e-9)
+    assert summary["splits"][2]["test_ll"] == pytest.approx(metrics["test_lpd"], rel=1e-9)
+
+
+def test_interrupted_bench_resumes(bench_run):
+    bench, summary = bench_run
+    kept = bench.work_dir / "split-0.json"
+    before = kept.stat().st_mtime_ns
+    (bench.work_dir / "split-1.json").unlink()  # as if interrupted before split 1 finished
+    again = run_bench(bench, workers=1)
+    assert kept.stat().st_mtime_ns == before  # finished splits are not refitted
+    assert again["splits"][1]["rmse"] == pytest.approx(summary["splits"][1]["rmse"], rel=1e-9)
+
+
+def test_a_different_spec_is_not_mixed_in(bench_run, tiny_spec):
+    bench, _ = bench_run
+    other = make_bench(
+        "yacht",
+        "advi",
+        "0",
+        bench.uci_dir,
+        bench.out_dir,
+        tiny_spec.with_overrides(network={"hidden": [5]}),
+    )
+    with pytest.raises(PmbnnError, match="different spec"):
+        run_bench(other)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0-2", [0, 1, 2]), ("2,0", [0, 2]), ("1", [1]), ("0-1,1-2", [0, 1, 2])]
+)
+def test_parse_splits(text, expected):
+    assert parse_splits(text, 3) == expected
+
+
+@pytest.mark.parametrize(("text", "fragment"), [("0-3", "split 3 does not exist"), ("a", "0-19")])
+def test_parse_splits_rejects(text, fragment):
+    with pytest.raises(PmbnnError, match=fragment):
+        parse_splits(text, 3)
+
+
+def test_bench_usage_errors(uci_dir, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("PMBNN_UCI_DIR", raising=False)
+    code, _, err = run_cli(capsys, "bench", "uci", "--dataset", "yacht")
+    assert_usage_error(code, err, "--uci-dir")
+    code, _, err = run_cli(capsys, "bench", "uci", "--dataset", "boston", "--uci-dir", str(uci_dir))
+    assert_usage_error(code, err, "no dataset 'boston'", "there are: yacht")
+    code, _, err = run_cli(
+        capsys, "bench", "uci", "--dataset", "yacht", "--uci-dir", str(uci_dir), "--splits", "7"
+    )
+    assert_usage_error(code, err, "split 7 does not exist")
+
+
+def test_published_figures_carry_their_source():
+    for entry in published().values():
+        assert entry["citation"] and entry["source"]
+        assert {"bostonHousing", "concrete", "energy", "wine-quality-red", "yacht"} <= set(
+            entry["results"]
+        )
+
+
+@pytest.mark.skipif(not SHARED_UCI.is_dir(), reason="the shared UCI data is not beside the project")
+def test_reads_the_shared_uci_layout():
+    data = load_uci(SHARED_UCI, "yacht")
+    assert data.x.shape == (308, 6)
+    train, test = split_rows(SHARED_UCI, "yacht", 0)
+    assert (len(train), len(test)) == (277, 31) and not set(train) & set(test)
