@@ -120,7 +120,8 @@ def test_report_without_a_test_split(blr_spec, tmp_path, capsys):
     assert numbers["calibration"] is None and numbers["loo"]["n"] == 40
     # Fixed noise: nothing to judge about sigma (a constant has no R-hat), and no false FAIL.
     checks = {c["name"]: c["verdict"] for c in numbers["diagnostics"]["checks"]}
-    assert "r_hat_sigma" not in checks and checks["r_hat_function"] == "OK", checks
+    assert "r_hat_sigma" not in checks and "r_hat_function" in checks, checks
+    assert numbers["diagnostics"]["verdict"] != "FAIL", checks
     assert "has no stored test split" in (tmp_path / "rep" / "index.html").read_text()
 
 
