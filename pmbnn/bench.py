@@ -68,11 +68,14 @@ def make_bench(
     splits: str,
     uci_dir: Path,
     out_dir: Path,
+    sampler: str | None = None,
     spec: Spec | None = None,
 ) -> UciBench:
     """The protocol's spec (models/uci-1x50.toml, or `spec`) with the method, checked splits."""
     load_uci(uci_dir, dataset)  # fail now, in the parent, if the dataset is not there
-    spec = (spec or load_spec(UCI_SPEC)).with_overrides(inference={"method": method})
+    spec = (spec or load_spec(UCI_SPEC)).with_overrides(
+        inference={"method": method, "sampler": sampler}
+    )
     chosen = parse_splits(splits, available_splits(uci_dir, dataset))
     return UciBench(dataset, method, chosen, Path(uci_dir), Path(out_dir), spec)
 

@@ -16,6 +16,7 @@ from pmbnn.errors import DataWarning, PmbnnError
 
 BUILTIN_SPEC = Path(__file__).resolve().parent.parent / "models" / "sine-gap.toml"
 USAGE_ERROR = 2
+SAMPLERS = ["pymc", "nutpie", "numpyro", "blackjax"]
 CHECK_FAILED = 1  # diagnose --strict: the run was read, and a check failed
 
 
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dropna", action="store_true", help="drop rows with missing or infinite values"
     )
     fit.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"])
+    fit.add_argument(
+        "--sampler", choices=SAMPLERS, help="NUTS backend (overrides [inference].sampler)"
+    )
     fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
     fit.add_argument(
         "--out", type=Path, help="run folder to write (default: runs/<spec>-<method>-<time>)"
@@ -83,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     uci.add_argument("--dataset", required=True, help="dataset folder name, e.g. bostonHousing")
     uci.add_argument("--splits", help="e.g. 0-19, 3 or 0-4,10 (default: every split)")
     uci.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"], default="advi")
+    uci.add_argument("--sampler", choices=SAMPLERS, help="NUTS backend (default: the spec's)")
+    uci.add_argument(
+        "--spec", type=Path, help="spec to use instead of models/uci-1x50.toml (same network)"
+    )
     uci.add_argument(
         "--uci-dir",
         type=Path,
@@ -145,7 +153,12 @@ def _bench(args: argparse.Namespace, progress: bool) -> int:
     if args.workers is not None and args.workers < 1:
         raise PmbnnError("--workers must be at least 1")
     splits = args.splits or f"0-{max(available_splits(args.uci_dir, args.dataset), 1) - 1}"
-    bench = make_bench(args.dataset, args.method, splits, args.uci_dir, args.out)
+    from pmbnn.spec import load_spec
+
+    spec = load_spec(args.spec) if args.spec else None
+    bench = make_bench(
+        args.dataset, args.method, splits, args.uci_dir, args.out, args.sampler, spec
+    )
     summary = run_bench(bench, args.workers, progress)
     print_summary(summary, args.out)
     return 0
@@ -171,9 +184,15 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
     if args.dropna:
         data_override["dropna"] = True
     spec = spec.model_copy(update={"data": spec.data.model_copy(update=data_override)})
-    spec = spec.with_overrides(inference={"method": args.method, "seed": args.seed})
+    spec = spec.with_overrides(
+        inference={"method": args.method, "seed": args.seed, "sampler": args.sampler}
+    )
 
     method = spec.inference.method
+    if method == "nuts":
+        from pmbnn.inference.nuts import check_backend
+
+        check_backend(spec.inference.sampler)  # before any work
     out_dir = args.out or _default_run_dir(name, method)
     check_writable(out_dir, args.force)
     started = time.perf_counter()
@@ -232,7 +251,10 @@ def _diagnosis_text(run: Path, settings, diagnosis) -> str:
     from pmbnn.diagnostics import format_number
 
     if settings.method == "nuts":
-        how = f"nuts, {settings.chains} chains x {settings.draws} draws ({settings.tune} tune)"
+        how = (
+            f"nuts ({settings.sampler}), {settings.chains} chains x {settings.draws} draws "
+            f"({settings.tune} tune)"
+        )
     else:
         how = f"{settings.method}, {settings.draws} draws from the approximation"
     lines = [f"pmbnn diagnose: {run} ({how})"]
@@ -267,7 +289,10 @@ def _default_run_dir(name: str, method: str) -> Path:
 def _summary(name: str, spec, metrics: dict, seconds: float, out_dir: Path) -> str:
     settings = spec.inference
     if settings.method == "nuts":
-        how = f"nuts, {settings.chains} chains x {settings.draws} draws ({settings.tune} tune)"
+        how = (
+            f"nuts ({settings.sampler}), {settings.chains} chains x {settings.draws} draws "
+            f"({settings.tune} tune)"
+        )
     else:
         how = f"{settings.method}, up to {settings.iterations} iterations, {settings.draws} draws"
     lines = [f"pmbnn fit: {name} ({how}) in {seconds:.1f} s"]

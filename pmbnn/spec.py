@@ -26,6 +26,8 @@ from pmbnn.errors import PmbnnError
 
 Activation = Literal["tanh", "relu", "gelu", "softplus", "sigmoid"]
 Method = Literal["advi", "fullrank_advi", "nuts"]
+# NUTS implementations: PyMC's own (compiled C), or nutpie / NumPyro / BlackJAX (the jax extra).
+Sampler = Literal["pymc", "nutpie", "numpyro", "blackjax"]
 BUILTIN_EXAMPLES = ("sine-gap",)
 
 
@@ -76,6 +78,7 @@ class InferenceSpec(_Section):
     tune: NonNegativeInt = 1000
     chains: PositiveInt = 2
     target_accept: float = Field(default=0.9, gt=0.0, lt=1.0)
+    sampler: Sampler = "pymc"
     iterations: PositiveInt = 30000
     learning_rate: PositiveFloat = 0.01
     seed: NonNegativeInt = 0

@@ -48,7 +48,7 @@ def tiny_spec() -> Spec:
 @pytest.fixture(scope="module")
 def bench_run(uci_dir, tiny_spec, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    bench = make_bench("yacht", "advi", "0-2", uci_dir, out, tiny_spec)
+    bench = make_bench("yacht", "advi", "0-2", uci_dir, out, spec=tiny_spec)
     return bench, run_bench(bench, workers=2)
 
 
@@ -95,7 +95,7 @@ def test_a_different_spec_is_not_mixed_in(bench_run, tiny_spec):
         "0",
         bench.uci_dir,
         bench.out_dir,
-        tiny_spec.with_overrides(network={"hidden": [5]}),
+        spec=tiny_spec.with_overrides(network={"hidden": [5]}),
     )
     with pytest.raises(PmbnnError, match="different spec"):
         run_bench(other)

@@ -46,9 +46,17 @@ def check_against_closed_form(fitted, exact_mean, exact_sd, effective_draws):
     np.testing.assert_allclose(prediction.sd_total**2, prediction.sd_epistemic**2 + BLR_NOISE_SD**2)
 
 
-def test_nuts_matches_closed_form(blr_csv, blr_spec):
-    spec = blr_spec.with_overrides(inference={"method": "nuts", "draws": 1000, "tune": 500})
+@pytest.mark.parametrize("sampler", ["pymc", "nutpie", "numpyro", "blackjax"])
+def test_nuts_matches_closed_form(blr_csv, blr_spec, sampler):
+    """Every NUTS backend draws from the exact posterior, in the same trace layout."""
+    spec = blr_spec.with_overrides(
+        inference={"method": "nuts", "draws": 1000, "tune": 500, "sampler": sampler}
+    )
     fitted, _ = fit(spec)
+    posterior, stats = fitted.trace["posterior"], fitted.trace["sample_stats"]
+    assert dict(posterior.sizes) | {"chain": 2, "draw": 1000} == dict(posterior.sizes)
+    for name in ("diverging", "energy", "tree_depth", "reached_max_treedepth"):
+        assert stats[name].shape == (2, 1000), name
     exact_mean, exact_sd = closed_form(blr_csv, spec)
     draws = fitted.predict(BLR_PROBES).function_draws
     effective = ess(draws, method="bulk").values  # per probe, from the chains themselves

@@ -20,7 +20,7 @@ class CompiledInference:
     def __init__(self, bnn: BnnModel):
         self.bnn = bnn
         self._advi: dict[tuple, AdviProgram] = {}
-        self._nuts: dict[float, object] = {}
+        self._nuts: dict[tuple, object] = {}
 
     def run(self, settings: InferenceSpec, progress: bool) -> DataTree:
         """Posterior draws by the method the settings name.
@@ -30,9 +30,10 @@ class CompiledInference:
         ``vi_approximation``.
         """
         if settings.method == "nuts":
-            if settings.target_accept not in self._nuts:
-                self._nuts[settings.target_accept] = build_step(self.bnn, settings)
-            return sample_nuts(self.bnn, settings, progress, self._nuts[settings.target_accept])
+            key = (settings.sampler, settings.target_accept)
+            if key not in self._nuts:
+                self._nuts[key] = build_step(self.bnn, settings)
+            return sample_nuts(self.bnn, settings, progress, self._nuts[key])
         full_rank = settings.method == "fullrank_advi"
         key = (full_rank, settings.iterations)
         if key not in self._advi:

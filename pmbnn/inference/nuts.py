@@ -1,18 +1,58 @@
-"""NUTS through pm.sample: several seeded chains, in parallel where there are cores."""
+"""NUTS through pm.sample: several seeded chains, by PyMC's sampler or a JAX/Rust backend.
+
+Every backend returns the same layout: ``posterior`` (chain, draw, ...) and ``sample_stats``
+with at least ``diverging``, ``energy``, ``tree_depth`` and ``reached_max_treedepth``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
+import numpy as np
 import pymc as pm
 from xarray import DataTree
 
+from pmbnn.errors import PmbnnError
 from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
 
+MAX_TREE_DEPTH = 10  # the default of every backend here
+# What each optional backend imports; all come with `pip install 'pmbnn[jax]'`.
+BACKEND_MODULES = {
+    "nutpie": ("nutpie", "numba"),
+    "numpyro": ("jax", "numpyro"),
+    "blackjax": ("jax", "blackjax"),
+}
+JAX_EXTRA = "pip install 'pmbnn[jax]'"
+# nutpie calls these stats by its own names.
+STAT_NAMES = {"depth": "tree_depth", "maxdepth_reached": "reached_max_treedepth"}
 
-def build_step(bnn: BnnModel, settings: InferenceSpec) -> pm.NUTS:
-    """PyMC's NUTS for the model, compiled; reusable across runs (tuning restarts each chain)."""
+
+def use_all_cpu_cores_for_jax() -> None:
+    """Let JAX run one chain per CPU core (it shows one CPU device unless told otherwise).
+
+    Only effective before JAX is first imported; an XLA_FLAGS the user set is left alone.
+    """
+    if "XLA_FLAGS" not in os.environ:
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+
+
+def check_backend(sampler: str) -> None:
+    """Fail with the install command when the sampler's packages are missing."""
+    missing = [m for m in BACKEND_MODULES.get(sampler, ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise PmbnnError(
+            f"the {sampler} sampler needs {', '.join(missing)}, which is not installed: "
+            f"run {JAX_EXTRA} (or choose --sampler pymc)"
+        )
+
+
+def build_step(bnn: BnnModel, settings: InferenceSpec) -> pm.NUTS | None:
+    """PyMC's NUTS for the model, compiled; reusable across runs. None for other backends,
+    which compile their own program inside pm.sample."""
+    if settings.sampler != "pymc":
+        return None
     with bnn.model:
         return pm.NUTS(target_accept=settings.target_accept)
 
@@ -20,22 +60,61 @@ def build_step(bnn: BnnModel, settings: InferenceSpec) -> pm.NUTS:
 def sample_nuts(
     bnn: BnnModel, settings: InferenceSpec, progress: bool, step: pm.NUTS | None = None
 ) -> DataTree:
-    """Draw from the posterior with PyMC's NUTS.
+    """Draw from the posterior with the NUTS implementation the settings name.
 
-    PyMC's own sampler is named explicitly so that installing nutpie does not silently change
-    results; PyMC's weight-space R-hat warnings are switched off because hidden-unit symmetry
-    makes them misleading for a BNN (diagnose checks function space instead).
+    The sampler is always named explicitly, so installing nutpie does not silently change
+    results; PyMC's weight-space R-hat warnings are off because hidden-unit symmetry makes them
+    misleading for a BNN (diagnose checks function space instead).
     """
+    sampler = settings.sampler
+    check_backend(sampler)
+    chains = settings.chains
+    cores = min(chains, os.cpu_count() or 1)
+    options: dict = {}
+    if sampler == "pymc":
+        options["step"] = step or build_step(bnn, settings)
+    elif sampler == "nutpie":
+        options["nuts"] = {"target_accept": settings.target_accept}
+    else:
+        use_all_cpu_cores_for_jax()
+        import jax
+
+        # One chain per device when there are enough (CPU cores, or GPUs), else all in one.
+        parallel = jax.local_device_count() >= chains
+        options["nuts"] = {
+            "target_accept": settings.target_accept,
+            "chain_method": "parallel" if parallel else "vectorized",
+        }
     with bnn.model:
-        return pm.sample(
+        trace = pm.sample(
             draws=settings.draws,
             tune=settings.tune,
-            chains=settings.chains,
-            cores=min(settings.chains, os.cpu_count() or 1),
-            step=step or build_step(bnn, settings),
+            chains=chains,
+            cores=cores,
             random_seed=settings.seed,
-            nuts_sampler="pymc",
+            nuts_sampler=sampler,
             progressbar=progress,
             quiet=not progress,
             compute_convergence_checks=False,
+            **options,
         )
+    return _common_layout(trace)
+
+
+def _common_layout(trace: DataTree) -> DataTree:
+    """Numpy-backed groups with the stat names diagnostics read, whatever the backend.
+
+    JAX backends hand back arrays still being computed; converting them here makes the
+    sampler's wall time include the sampling (and the trace savable).
+    """
+    groups = {}
+    for name in ("posterior", "sample_stats"):
+        data = trace[name].to_dataset()
+        data = data.rename({k: v for k, v in STAT_NAMES.items() if k in data})
+        data = data.copy(data={k: np.asarray(v.values) for k, v in data.data_vars.items()})
+        if name == "sample_stats" and "reached_max_treedepth" not in data:
+            data["reached_max_treedepth"] = data["tree_depth"] >= MAX_TREE_DEPTH
+        groups[name] = data
+    for name, data in groups.items():
+        trace[name] = DataTree(data)
+    return trace
