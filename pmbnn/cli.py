@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--sampler", choices=SAMPLERS, help="NUTS backend (overrides [inference].sampler)"
     )
+    fit.add_argument(
+        "--batch-size",
+        type=int,
+        help="ADVI on random minibatches of this many rows (overrides [inference].batch_size)",
+    )
     fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
     fit.add_argument(
         "--out", type=Path, help="run folder to write (default: runs/<spec>-<method>-<time>)"
@@ -185,7 +190,12 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
         data_override["dropna"] = True
     spec = spec.model_copy(update={"data": spec.data.model_copy(update=data_override)})
     spec = spec.with_overrides(
-        inference={"method": args.method, "seed": args.seed, "sampler": args.sampler}
+        inference={
+            "method": args.method,
+            "seed": args.seed,
+            "sampler": args.sampler,
+            "batch_size": args.batch_size,
+        }
     )
 
     method = spec.inference.method
@@ -295,6 +305,8 @@ def _summary(name: str, spec, metrics: dict, seconds: float, out_dir: Path) -> s
         )
     else:
         how = f"{settings.method}, up to {settings.iterations} iterations, {settings.draws} draws"
+        if settings.batch_size and settings.batch_size < metrics["n_train"]:
+            how += f", minibatches of {settings.batch_size} rows"
     lines = [f"pmbnn fit: {name} ({how}) in {seconds:.1f} s"]
     lines.append(f"  train RMSE           {metrics['train_rmse']:.4g}  ({metrics['n_train']} rows)")
     if metrics["n_test"]:

@@ -39,6 +39,8 @@ class BnnModel:
     inputs: TensorVariable  # the pm.Data holding X
     weight_names: tuple[str, ...]
     fixed_sigma: float | None  # None when the noise sd is learned
+    spec: Spec
+    batch_size: int | None = None  # rows per likelihood evaluation; None: every row
 
 
 def layer_names(hidden: list[int]) -> list[tuple[str, str]]:
@@ -46,8 +48,20 @@ def layer_names(hidden: list[int]) -> list[tuple[str, str]]:
     return [(f"w_{i}", f"b_{i}") for i in range(len(hidden))] + [("w_out", "b_out")]
 
 
-def build_model(spec: Spec, x: np.ndarray, y: np.ndarray, feature_names: list[str]) -> BnnModel:
-    """The BNN of `spec` on (already scaled) inputs x and targets y."""
+def build_model(
+    spec: Spec,
+    x: np.ndarray,
+    y: np.ndarray,
+    feature_names: list[str],
+    batch_size: int | None = None,
+) -> BnnModel:
+    """The BNN of `spec` on (already scaled) inputs x and targets y.
+
+    With `batch_size`, the likelihood sees a fresh random minibatch of that many rows at each
+    evaluation, scaled up to all rows (``total_size``): an unbiased, stochastic log density
+    for minibatch ADVI, whose cost per evaluation does not grow with the number of rows. Such a
+    model only trains; prediction and diagnostics use the full-data model (`minibatch_model`).
+    """
     hidden = spec.network.hidden
     unit_dims = [f"unit_{i}" for i in range(len(hidden))]
     coords: dict[str, object] = {"obs": np.arange(len(y)), "feature": feature_names}
@@ -58,7 +72,10 @@ def build_model(spec: Spec, x: np.ndarray, y: np.ndarray, feature_names: list[st
     with pm.Model(coords=coords) as model:
         inputs = pm.Data(INPUTS, x, dims=("obs", "feature"))
         targets = pm.Data(TARGET_DATA, y, dims="obs")
-        h: TensorVariable = inputs
+        if batch_size is None:
+            h, observed = inputs, targets
+        else:
+            h, observed = pm.Minibatch(inputs, targets, batch_size=batch_size)
         in_dim, fan_in = "feature", x.shape[1]
         names = layer_names(hidden)
         for layer, (w_name, b_name) in enumerate(names):
@@ -85,9 +102,12 @@ def build_model(spec: Spec, x: np.ndarray, y: np.ndarray, feature_names: list[st
             sigma = pm.HalfNormal(NOISE, spec.likelihood.sigma_prior_scale)
         else:
             sigma = spec.likelihood.sigma
-        pm.Normal(
-            OBSERVED, mu=output, sigma=sigma, observed=targets, dims="obs", shape=inputs.shape[0]
-        )
+        if batch_size is None:
+            pm.Normal(
+                OBSERVED, mu=output, sigma=sigma, observed=targets, dims="obs", shape=h.shape[0]
+            )
+        else:
+            pm.Normal(OBSERVED, mu=output, sigma=sigma, observed=observed, total_size=len(y))
 
     return BnnModel(
         model=model,
@@ -95,4 +115,17 @@ def build_model(spec: Spec, x: np.ndarray, y: np.ndarray, feature_names: list[st
         inputs=inputs,
         weight_names=tuple(name for pair in names for name in pair),
         fixed_sigma=spec.likelihood.sigma,
+        spec=spec,
+        batch_size=batch_size,
     )
+
+
+def minibatch_model(bnn: BnnModel, batch_size: int) -> BnnModel:
+    """The same BNN on the same rows with a minibatch likelihood, for training only.
+
+    Its free variables have the same names and shapes as `bnn`'s, so draws fitted on it
+    predict through `bnn`.
+    """
+    feature_names = list(bnn.model.coords["feature"])
+    x, y = bnn.inputs.get_value(), bnn.model[TARGET_DATA].get_value()
+    return build_model(bnn.spec, x, y, feature_names, batch_size=batch_size)

@@ -16,14 +16,15 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from pytensor.graph.replace import vectorize_graph
-from scipy.special import logsumexp, ndtr
+from scipy.special import logsumexp, ndtr, ndtri
 
 from pmbnn.model import NOISE, BnnModel
 
 DEFAULT_LEVELS = (0.05, 0.95)
 # Elements of the largest (draws x inputs x units) block evaluated at once: about 256 MB.
 BLOCK_ELEMENTS = 32_000_000
-BISECTION_STEPS = 48  # halves the bracket (about 16 predictive sds) to ~1e-13 of an sd
+QUANTILE_TOL = 1e-12  # predictive sds: a Newton step this small leaves an error ~1e-24 sd
+MAX_QUANTILE_STEPS = 100  # a cap only: bisection alone halves 16 sds to 1e-12 in 44 steps
 
 
 class NetworkFunction:
@@ -110,24 +111,45 @@ def summarize(
 def mixture_quantiles(
     loc: np.ndarray, scale: np.ndarray, levels: tuple[float, ...]
 ) -> list[np.ndarray]:
-    """Quantiles of mean_s Normal(loc[s, n], scale[s]^2) for each n, by vectorised bisection.
+    """Quantiles of mean_s Normal(loc[s, n], scale[s]^2) for each n, by vectorised Newton.
 
-    Exact up to floating point (no sampling noise), so a reloaded run predicts the same numbers.
+    Newton on the mixture CDF from its moment-matched Normal quantile, kept inside a shrinking
+    bracket (a step that leaves it bisects instead), so it cannot diverge on a multimodal
+    mixture; it stops when every step is below QUANTILE_TOL predictive sds. Exact up to floating
+    point (no sampling noise), so a reloaded run predicts the same numbers; typically 4-6 passes
+    over the draws where bisection needed 48.
     """
     n_draws = loc.shape[0]
     block = max(1, BLOCK_ELEMENTS // max(n_draws, 1) // 4)
     results = [np.empty(loc.shape[1]) for _ in levels]
+    inv_scale = 1.0 / scale[:, None]
     for start in range(0, loc.shape[1], block):
         part = loc[:, start : start + block]
+        mean = part.mean(axis=0)
+        sd = np.sqrt(part.var(axis=0) + np.mean(scale**2))
         for level, out in zip(levels, results, strict=True):
             lo = (part - 8.0 * scale[:, None]).min(axis=0)
             hi = (part + 8.0 * scale[:, None]).max(axis=0)
-            for _ in range(BISECTION_STEPS):
-                mid = 0.5 * (lo + hi)
-                below = ndtr((mid - part) / scale[:, None]).mean(axis=0) < level
-                lo = np.where(below, mid, lo)
-                hi = np.where(below, hi, mid)
-            out[start : start + block] = 0.5 * (lo + hi)
+            q = np.clip(mean + ndtri(level) * sd, lo, hi)
+            active = np.arange(part.shape[1])  # inputs whose quantile is still moving
+            for _ in range(MAX_QUANTILE_STEPS):
+                draws_loc = part[:, active]
+                z = (q[active] - draws_loc) * inv_scale
+                excess = ndtr(z).mean(axis=0) - level
+                density = (np.exp(-0.5 * z**2) * inv_scale).mean(axis=0) / np.sqrt(2.0 * np.pi)
+                below = excess < 0
+                lo[active] = np.where(below, q[active], lo[active])
+                hi[active] = np.where(below, hi[active], q[active])
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    proposal = q[active] - excess / density
+                outside = ~((proposal > lo[active]) & (proposal < hi[active]))  # or NaN
+                proposal = np.where(outside, 0.5 * (lo[active] + hi[active]), proposal)
+                moving = np.abs(proposal - q[active]) > QUANTILE_TOL * sd[active]
+                q[active] = proposal
+                active = active[moving]
+                if not active.size:
+                    break
+            out[start : start + block] = q
     return results
 
 

@@ -81,7 +81,18 @@ class InferenceSpec(_Section):
     sampler: Sampler = "pymc"
     iterations: PositiveInt = 30000
     learning_rate: PositiveFloat = 0.01
+    # ADVI on random minibatches of this many rows (None: all rows each iteration).
+    batch_size: PositiveInt | None = None
     seed: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _batch_size_is_for_advi(self) -> InferenceSpec:
+        if self.batch_size is not None and self.method == "nuts":
+            raise ValueError(
+                "batch_size applies to ADVI only (NUTS needs the exact likelihood); "
+                "remove batch_size or set method = 'advi'"
+            )
+        return self
 
 
 class Spec(_Section):
@@ -102,7 +113,7 @@ class Spec(_Section):
         raw = self.model_dump()
         for section, values in sections.items():
             raw[section].update({k: v for k, v in values.items() if v is not None})
-        return spec_from_dict(raw, source="the command-line options")
+        return spec_from_dict(raw, source="command-line options")
 
     def to_toml(self) -> str:
         """The resolved spec (defaults filled in) as TOML; None values are left out."""

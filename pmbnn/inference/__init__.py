@@ -6,7 +6,7 @@ from xarray import DataTree
 
 from pmbnn.inference.advi import AdviProgram, fit_advi
 from pmbnn.inference.nuts import build_step, sample_nuts
-from pmbnn.model import BnnModel
+from pmbnn.model import TARGET_DATA, BnnModel
 from pmbnn.spec import InferenceSpec
 
 
@@ -35,7 +35,9 @@ class CompiledInference:
                 self._nuts[key] = build_step(self.bnn, settings)
             return sample_nuts(self.bnn, settings, progress, self._nuts[key])
         full_rank = settings.method == "fullrank_advi"
-        key = (full_rank, settings.iterations)
+        # A minibatch likelihood is scaled to the row count it was built for.
+        rows = len(self.bnn.model[TARGET_DATA].get_value()) if settings.batch_size else None
+        key = (full_rank, settings.iterations, settings.batch_size, rows)
         if key not in self._advi:
             self._advi[key] = AdviProgram(self.bnn, settings, full_rank)
         return fit_advi(self.bnn, settings, full_rank, progress, self._advi[key])

@@ -11,7 +11,7 @@ import xarray as xr
 from xarray import DataTree
 
 from pmbnn.errors import PmbnnError
-from pmbnn.model import TARGET_DATA, BnnModel
+from pmbnn.model import INPUTS, TARGET_DATA, BnnModel, minibatch_model
 from pmbnn.spec import InferenceSpec
 
 LOSS_GROUP = "vi_loss"
@@ -82,18 +82,28 @@ class AdviProgram:
     ``pm.set_data`` the same program fits new rows of the same width (the UCI bench refits
     each split this way: one compilation per process, not per split). Every run restores the
     optimizer to its initial state and starts q from the model's initial point for its seed.
+
+    With ``batch_size`` (fewer than the rows), q is fitted on a minibatch copy of the model
+    (`minibatch_model`) that shares the free variables' names, so the draws predict through the
+    full-data model like any others.
     """
 
     def __init__(self, bnn: BnnModel, settings: InferenceSpec, full_rank: bool):
         self.bnn, self.full_rank = bnn, full_rank
+        self.rows = len(bnn.model[TARGET_DATA].get_value())
+        batch_size = settings.batch_size
+        self.batch_size = batch_size if batch_size is not None and batch_size < self.rows else None
+        # Separate from bnn: the minibatch likelihood is stochastic and scaled, fit for ADVI's
+        # gradient only, not for log densities the diagnostics evaluate.
+        self.training = bnn if self.batch_size is None else minibatch_model(bnn, self.batch_size)
         self.method = "fullrank_advi" if full_rank else "advi"
         self.iterations = settings.iterations
         self.window = max(MIN_WINDOW, settings.iterations // 20)
         self.learning_rate = pytensor.shared(
             np.asarray(settings.learning_rate, dtype=float), "learning_rate"
         )
-        with bnn.model:
-            start = bnn.model.initial_point(random_seed=settings.seed)
+        with self.training.model:
+            start = self.training.model.initial_point(random_seed=settings.seed)
             if full_rank:
                 inference = pm.FullRankADVI(start=start, random_seed=settings.seed)
                 (l_tril,) = (p for p in inference.approx.params if p.name == "L_tril")
@@ -110,16 +120,24 @@ class AdviProgram:
                 progressbar=False,
             )
         self.inference = inference
-        data = {bnn.inputs, bnn.model[TARGET_DATA]}
+        data = {self.training.inputs, self.training.model[TARGET_DATA]}
         self._state = {
             v: v.get_value(borrow=False) for v in inference.state.step.get_shared() if v not in data
         }
 
     def run(self, settings: InferenceSpec, progress: bool) -> tuple[object, np.ndarray]:
         """Fit from the initial state on the model's current data: (approximation, losses)."""
+        if self.training is not self.bnn:
+            data = {name: self.bnn.model[name].get_value() for name in (INPUTS, TARGET_DATA)}
+            pm.set_data(data, model=self.training.model)
+        # Each random stream (q's noise; the minibatch indices) gets its own seed; the first
+        # keeps the seed it had before minibatches existed, so earlier results reproduce.
+        stream = 0
         for variable, value in self._state.items():
             if isinstance(value, np.random.Generator):
-                variable.set_value(np.random.default_rng([settings.seed, 11]))
+                extra = [stream] if stream else []
+                variable.set_value(np.random.default_rng([settings.seed, 11, *extra]))
+                stream += 1
             else:
                 variable.set_value(np.copy(value))
         self._set_start(settings.seed)
@@ -135,13 +153,16 @@ class AdviProgram:
                 f"[inference].learning_rate (now {settings.learning_rate})"
             ) from None
         losses = np.asarray(self.inference.hist, dtype=float)
+        if self.batch_size is not None:
+            # PyMC reports a minibatch loss divided by rows / batch_size; store the full-data scale.
+            losses = losses * (self.rows / self.batch_size)
         if self.plateau.converged_at is None and len(losses) < settings.iterations:
             raise KeyboardInterrupt  # pm.fit swallows Ctrl-C and returns a half-fitted result
         return self.inference.approx, losses
 
     def _set_start(self, seed: int) -> None:
         """q's mean at the model's initial point for this seed (prior draws, see model.py)."""
-        start = self.bnn.model.initial_point(random_seed=seed)
+        start = self.training.model.initial_point(random_seed=seed)
         (group,) = self.inference.approx.groups
         mean = np.empty(group.ddim)
         for name, block, *_ in group.ordering.values():

@@ -1,0 +1,49 @@
+"""The benchmark compares like with like: its NumPyro reference is pmbnn's model, exactly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pmbnn.model import build_model
+from pmbnn.spec import Spec
+from tests.conftest import ROOT
+
+pytest.importorskip("numpyro")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import reference
+
+
+def test_reference_density_equals_pmbnn_density():
+    """Same log posterior (to rounding) at random points of the unconstrained space."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from numpyro.infer.util import potential_energy
+
+    spec = Spec().with_overrides(
+        network={"hidden": [3, 2]}, prior={"weight_scale": 1.5, "bias_scale": 0.7}
+    )
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 4)), rng.normal(size=20)
+    model = build_model(spec, x, y, ["a", "b", "c", "d"]).model
+    logp = model.compile_logp(jacobian=True)
+    for seed in range(3):
+        point = model.initial_point(random_seed=seed)
+        point["sigma_log__"] = np.asarray(rng.normal())
+        params = {name.removesuffix("_log__"): value for name, value in point.items()}
+        potential = potential_energy(reference.bnn_model, (spec, x, y), {}, params)
+        np.testing.assert_allclose(-float(potential), float(logp(point)), rtol=1e-10)
+
+
+def test_perf_script_rejects_an_unknown_sampler():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "perf.py"), "--samplers", "stan"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "unknown sampler(s) stan" in result.stderr
