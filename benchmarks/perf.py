@@ -1,7 +1,7 @@
 """pmbnn's speed and memory against NumPyro, side by side, on one canonical workload.
 
-    python benchmarks/perf.py            # the full run (about an hour on 2 cores)
-    python benchmarks/perf.py --quick    # the same measurements, smaller (a few minutes)
+    python benchmarks/perf.py            # the full run (NUTS 2 x (300 + 300); over an hour on 2 cores)
+    python benchmarks/perf.py --quick    # the same measurements, smaller (30 min on 2 cores)
 
 Workload: N = 1000 rows, D = 8 standardized features, 2 hidden layers of 32 tanh units, the
 fan-in Normal priors and learned-noise Gaussian likelihood of pmbnn's defaults, generated from
