@@ -1,6 +1,6 @@
 """pmbnn's speed and memory against NumPyro, side by side, on one canonical workload.
 
-    python benchmarks/perf.py            # the full run (NUTS 2 x (300 + 300); over an hour on 2 cores)
+    python benchmarks/perf.py            # full run: NUTS 2 x (300 + 300), over an hour here
     python benchmarks/perf.py --quick    # the same measurements, smaller (30 min on 2 cores)
 
 Workload: N = 1000 rows, D = 8 standardized features, 2 hidden layers of 32 tanh units, the
