@@ -235,13 +235,26 @@ def comparison_table(summary: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def network_description(spec: dict) -> str:
+    """The network and prior a result was fitted with, in words (from the stored spec)."""
+    network, prior = spec["network"], spec["prior"]
+    layers = " x ".join(str(width) for width in network["hidden"]) or "no"
+    scale = prior["weight_scale"]
+    weight_sd = f"{scale:g} / sqrt(fan-in)" if prior["fan_in"] else f"{scale:g}"
+    noise_scale = spec["likelihood"]["sigma_prior_scale"]
+    return (
+        f"Hidden layers of {layers} {network['activation']} units, weight prior "
+        f"Normal(0, {weight_sd}), noise sd prior HalfNormal({noise_scale:g})"
+    )
+
+
 def markdown(summary: dict) -> str:
     lines = [
         f"# UCI {summary['dataset']}: pmbnn {summary['method']}",
         "",
-        "One hidden layer of 50 tanh units (`models/uci-1x50.toml`), inputs and target "
-        "standardized on each training split; test RMSE and test log-likelihood (mean log "
-        "predictive density) in original units; mean +- standard error over splits.",
+        f"{network_description(summary['spec'])}; inputs and target standardized on each "
+        "training split; test RMSE and test log-likelihood (mean log predictive density) in "
+        "original units; mean +- standard error over splits.",
         "",
         "| method | test RMSE | test log-likelihood |",
         "| --- | --- | --- |",

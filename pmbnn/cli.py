@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sampler", choices=SAMPLERS, help="NUTS backend (overrides [inference].sampler)"
     )
     fit.add_argument(
+        "--backend",
+        choices=["auto", "numba", "jax"],
+        help="what PyTensor compiles ADVI, nutpie and prediction to (overrides "
+        "[inference].backend; auto: JAX if installed)",
+    )
+    fit.add_argument(
         "--batch-size",
         type=int,
         help="ADVI on random minibatches of this many rows (overrides [inference].batch_size)",
@@ -195,14 +201,16 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
             "seed": args.seed,
             "sampler": args.sampler,
             "batch_size": args.batch_size,
+            "backend": args.backend,
         }
     )
 
+    from pmbnn.inference.backends import check_backend, compile_backend
+
     method = spec.inference.method
     if method == "nuts":
-        from pmbnn.inference.nuts import check_backend
-
         check_backend(spec.inference.sampler)  # before any work
+    compile_backend(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
     out_dir = args.out or _default_run_dir(name, method)
     check_writable(out_dir, args.force)
     started = time.perf_counter()

@@ -26,8 +26,10 @@ from pmbnn.errors import PmbnnError
 
 Activation = Literal["tanh", "relu", "gelu", "softplus", "sigmoid"]
 Method = Literal["advi", "fullrank_advi", "nuts"]
-# NUTS implementations: PyMC's own (compiled C), or nutpie / NumPyro / BlackJAX (the jax extra).
+# NUTS implementations: PyMC's own (numba-compiled), or nutpie / NumPyro / BlackJAX (the jax extra).
 Sampler = Literal["pymc", "nutpie", "numpyro", "blackjax"]
+# What PyTensor compiles the model to for ADVI and nutpie ("auto": JAX if installed, else numba).
+Backend = Literal["auto", "numba", "jax"]
 BUILTIN_EXAMPLES = ("sine-gap",)
 
 
@@ -79,6 +81,7 @@ class InferenceSpec(_Section):
     chains: PositiveInt = 2
     target_accept: float = Field(default=0.9, gt=0.0, lt=1.0)
     sampler: Sampler = "pymc"
+    backend: Backend = "auto"
     iterations: PositiveInt = 30000
     learning_rate: PositiveFloat = 0.01
     # ADVI on random minibatches of this many rows (None: all rows each iteration).

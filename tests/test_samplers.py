@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from pmbnn.errors import PmbnnError
-from pmbnn.inference.nuts import check_backend
+from pmbnn.inference.backends import check_backend
 from pmbnn.spec import Spec, spec_from_dict
 from tests.cli_helpers import assert_usage_error, run_cli
 

@@ -37,7 +37,7 @@ class CompiledInference:
         full_rank = settings.method == "fullrank_advi"
         # A minibatch likelihood is scaled to the row count it was built for.
         rows = len(self.bnn.model[TARGET_DATA].get_value()) if settings.batch_size else None
-        key = (full_rank, settings.iterations, settings.batch_size, rows)
+        key = (full_rank, settings.iterations, settings.batch_size, rows, settings.backend)
         if key not in self._advi:
             self._advi[key] = AdviProgram(self.bnn, settings, full_rank)
         return fit_advi(self.bnn, settings, full_rank, progress, self._advi[key])

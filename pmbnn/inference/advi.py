@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pymc as pm
 import pytensor
 import xarray as xr
+from pytensor.tensor.random.type import RandomType
 from xarray import DataTree
 
 from pmbnn.errors import PmbnnError
+from pmbnn.inference.backends import compile_backend
 from pmbnn.model import INPUTS, TARGET_DATA, BnnModel, minibatch_model
 from pmbnn.spec import InferenceSpec
 
@@ -97,6 +100,7 @@ class AdviProgram:
         # gradient only, not for log densities the diagnostics evaluate.
         self.training = bnn if self.batch_size is None else minibatch_model(bnn, self.batch_size)
         self.method = "fullrank_advi" if full_rank else "advi"
+        self.backend = compile_backend(settings.backend)
         self.iterations = settings.iterations
         self.window = max(MIN_WINDOW, settings.iterations // 20)
         self.learning_rate = pytensor.shared(
@@ -113,33 +117,51 @@ class AdviProgram:
                 inference = pm.ADVI(start=start, start_sigma=start_sd, random_seed=settings.seed)
             # n=0 compiles the step function (Adam, loss, callbacks) without taking a step.
             self.plateau = LossPlateau(self.window, self.learning_rate)
-            inference.fit(
-                n=0,
-                obj_optimizer=pm.adam(learning_rate=self.learning_rate),
-                callbacks=[self.plateau],
-                progressbar=False,
-            )
+            with warnings.catch_warnings():
+                # Expected with JAX: its private copies of the random streams are seeded in
+                # run(), and shape asserts that the model's construction already guarantees.
+                warnings.filterwarnings("ignore", "The RandomType SharedVariables")
+                warnings.filterwarnings("ignore", "Skipping Assert")
+                inference.fit(
+                    n=0,
+                    obj_optimizer=pm.adam(learning_rate=self.learning_rate),
+                    callbacks=[self.plateau],
+                    progressbar=False,
+                    backend=self.backend,
+                )
         self.inference = inference
+        step = inference.state.step
         data = {self.training.inputs, self.training.model[TARGET_DATA]}
         self._state = {
-            v: v.get_value(borrow=False) for v in inference.state.step.get_shared() if v not in data
+            v: v.get_value(borrow=False)
+            for v in step.get_shared()
+            if v not in data and not isinstance(v.type, RandomType)
         }
+        # The random streams (q's noise; the minibatch indices), as the compiled step reads
+        # them: the JAX backend works on private copies of the shared generators, so seeding
+        # the shared variables would not reach it.
+        self._random_streams = [
+            container
+            for In, container in zip(step.maker.inputs, step.input_storage, strict=True)
+            if isinstance(In.variable.type, RandomType)
+        ]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Skipping Assert")
+            step()  # JAX compiles on the first call; run() resets all it changes
 
     def run(self, settings: InferenceSpec, progress: bool) -> tuple[object, np.ndarray]:
         """Fit from the initial state on the model's current data: (approximation, losses)."""
         if self.training is not self.bnn:
             data = {name: self.bnn.model[name].get_value() for name in (INPUTS, TARGET_DATA)}
             pm.set_data(data, model=self.training.model)
-        # Each random stream (q's noise; the minibatch indices) gets its own seed; the first
-        # keeps the seed it had before minibatches existed, so earlier results reproduce.
-        stream = 0
         for variable, value in self._state.items():
-            if isinstance(value, np.random.Generator):
-                extra = [stream] if stream else []
-                variable.set_value(np.random.default_rng([settings.seed, 11, *extra]))
-                stream += 1
-            else:
-                variable.set_value(np.copy(value))
+            variable.set_value(np.copy(value))
+        # Each random stream gets its own seed; the first keeps the seed it had before
+        # minibatches existed, so earlier results reproduce.
+        for stream, container in enumerate(self._random_streams):
+            extra = [stream] if stream else []
+            generator = np.random.default_rng([settings.seed, 11, *extra])
+            container.storage[0] = jax_typify(generator) if self.backend == "jax" else generator
         self._set_start(settings.seed)
         self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=float))
         self.plateau.reset()
@@ -152,6 +174,9 @@ class AdviProgram:
                 f"{self.method} diverged (the loss became NaN); lower "
                 f"[inference].learning_rate (now {settings.learning_rate})"
             ) from None
+        for param in self.inference.approx.params:
+            # JAX leaves read-only device arrays behind, which numba-compiled sampling rejects.
+            param.set_value(np.array(param.get_value()))
         losses = np.asarray(self.inference.hist, dtype=float)
         if self.batch_size is not None:
             # PyMC reports a minibatch loss divided by rows / batch_size; store the full-data scale.
@@ -169,6 +194,13 @@ class AdviProgram:
             mean[block] = np.ravel(start[name])
         (mu,) = (p for p in self.inference.approx.params if p.name == "mu")
         mu.set_value(mean)
+
+
+def jax_typify(generator: np.random.Generator) -> object:
+    """A numpy generator in the form JAX-compiled PyTensor functions keep their streams in."""
+    from pytensor.link.jax.dispatch import jax_typify as typify
+
+    return typify(generator)
 
 
 def fit_advi(
@@ -193,6 +225,7 @@ def fit_advi(
         coords={"iteration": np.arange(1, len(losses) + 1)},
         attrs={
             "method": program.method,
+            "backend": program.backend,
             "max_iterations": settings.iterations,
             "converged": int(program.plateau.converged_at is not None),
             "window": program.window,
