@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+import tomllib
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -129,13 +130,20 @@ def summarize(bench: UciBench, results: list[dict], workers: int) -> dict:
 def _prepare_work_dir(bench: UciBench) -> None:
     bench.work_dir.mkdir(parents=True, exist_ok=True)
     spec_file = bench.work_dir / "spec.toml"
-    text = bench.spec.to_toml()
-    if spec_file.is_file() and spec_file.read_text() != text:
+    # Compared as specs, not text: a key added to Spec later (with its default) is no change.
+    if spec_file.is_file() and _stored_spec(spec_file) != bench.spec:
         raise PmbnnError(
             f"{bench.work_dir} holds splits fitted with a different spec; remove that folder "
             "to start over, or choose another --out"
         )
-    spec_file.write_text(text)
+    spec_file.write_text(bench.spec.to_toml())
+
+
+def _stored_spec(path: Path) -> Spec | None:
+    try:
+        return Spec.model_validate(tomllib.loads(path.read_text()))
+    except (tomllib.TOMLDecodeError, ValueError):
+        return None  # unreadable, or from an incompatible version: a different spec
 
 
 def _split_file(bench: UciBench, split: int) -> Path:
@@ -164,7 +172,6 @@ _WORKER: dict = {}
 def _init_worker(spec_toml: str, uci_dir: str, dataset: str, work_dir: str) -> None:
     """Per process, once: the data and spec, and quiet logs."""
     import logging
-    import tomllib
 
     import pymc  # noqa: F401  (sets its logger on import)
 

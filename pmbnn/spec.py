@@ -28,7 +28,7 @@ Activation = Literal["tanh", "relu", "gelu", "softplus", "sigmoid"]
 Method = Literal["advi", "fullrank_advi", "nuts"]
 # NUTS implementations: PyMC's own (numba-compiled), or nutpie / NumPyro / BlackJAX (the jax extra).
 Sampler = Literal["pymc", "nutpie", "numpyro", "blackjax"]
-# What PyTensor compiles the model to for ADVI and nutpie ("auto": JAX if installed, else numba).
+# What PyTensor compiles ADVI, nutpie and prediction to ("auto": JAX if installed, else numba).
 Backend = Literal["auto", "numba", "jax"]
 BUILTIN_EXAMPLES = ("sine-gap",)
 

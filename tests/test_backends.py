@@ -69,3 +69,16 @@ def test_cli_refuses_jax_backend_without_jax(monkeypatch, tmp_path, capsys):
     code, _, err = run_cli(capsys, "fit", "--method", "advi", "--backend", "jax", "--out", str(out))
     assert_usage_error(code, err, "backend = 'jax' needs jax", "pmbnn[jax]")
     assert not out.exists()
+
+
+def test_jax_advi_leaves_the_model_data_as_numpy(blr_spec):
+    """The JAX step reads the data as device arrays during the fit (no per-call copy); the
+    model's shared variables must hold their numpy arrays again afterwards, for numba-compiled
+    log densities and for swapping in the next split's data."""
+    spec = blr_spec.with_overrides(
+        inference={"method": "advi", "iterations": 200, "draws": 10, "backend": "jax"}
+    )
+    fitted, _ = fit(spec)
+    assert fitted.trace["vi_loss"].attrs["backend"] == "jax"
+    for shared in (fitted.model.inputs, fitted.model.model["y_data"]):
+        assert type(shared.get_value()) is np.ndarray

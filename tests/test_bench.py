@@ -101,6 +101,22 @@ def test_a_different_spec_is_not_mixed_in(bench_run, tiny_spec):
         run_bench(other)
 
 
+def test_a_spec_key_added_later_does_not_block_resuming(bench_run):
+    """A work folder written before a spec key existed resumes: its spec, with the new key's
+    default filled in, is the same spec."""
+    bench, summary = bench_run
+    spec_file = bench.work_dir / "spec.toml"
+    text = spec_file.read_text()
+    spec_file.write_text(text.replace('backend = "auto"\n', ""))
+    assert spec_file.read_text() != text
+    again = run_bench(bench, workers=1)
+
+    def scores(result: dict) -> np.ndarray:
+        return np.array([(r["split"], r["rmse"], r["test_ll"]) for r in result["splits"]])
+
+    np.testing.assert_allclose(scores(again), scores(summary), rtol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"), [("0-2", [0, 1, 2]), ("2,0", [0, 2]), ("1", [1]), ("0-1,1-2", [0, 1, 2])]
 )

@@ -1,8 +1,10 @@
 """Which optional packages each backend needs, and which PyTensor backend compiles the model.
 
-PyTensor compiles a model's graphs with numba by default; with the jax extra installed it can
-compile them to JAX instead. On the perf workload (benchmarks/perf.py) one log-posterior
-gradient takes about 2.1 ms through numba and 0.78 ms through JAX, so "auto" prefers JAX.
+PyTensor compiles with numba by default; with the jax extra installed it can compile to JAX
+instead, which "auto" prefers. Measured on the perf workload (benchmarks/perf.py, 2 cores):
+one log-posterior gradient 0.94 ms through numba, 0.33 ms through JAX; mean-field ADVI
+810 iterations/s through numba, 1080-1340 through JAX; nutpie 460 gradients/s against 3851;
+the prediction forward pass 6x faster.
 """
 
 from __future__ import annotations
