@@ -1,14 +1,14 @@
 """pmbnn's speed and memory against NumPyro, side by side, on one canonical workload.
 
-    python benchmarks/perf.py            # full run: NUTS 2 x (300 + 300), over an hour here
-    python benchmarks/perf.py --quick    # the same measurements, smaller (30 min on 2 cores)
+    python benchmarks/perf.py            # full: NUTS 2 x (300 + 300), 3 seeds; 63 min here
+    python benchmarks/perf.py --quick    # the same measurements, smaller: 6 min on 2 cores
 
 Workload: N = 1000 rows, D = 8 standardized features, 2 hidden layers of 32 tanh units, the
 fan-in Normal priors and learned-noise Gaussian likelihood of pmbnn's defaults, generated from
 a seed. The reference is the same model written directly in NumPyro (benchmarks/reference.py).
 Every measurement runs in its own process, so its peak memory (max RSS) is its own; timings
-are medians of repeats where a measurement is cheap enough to repeat. Prints a table and writes
-reports/benchmarks/perf.json with every figure and ratio.
+are medians of repeats (NUTS: runs with 3 seeds in the full run, one in --quick). Prints a
+table and writes reports/benchmarks/perf.json with every figure and ratio.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ SAMPLERS = ["pymc", "nutpie", "numpyro", "blackjax"]
 FULL = {
     "nuts_tune": 300,
     "nuts_draws": 300,
+    "nuts_seeds": [0, 1, 2],  # NUTS figures are medians over these runs
     "advi_iterations": 20_000,
     "minibatch_rows": [1_000, 10_000, 100_000, 1_000_000],
     "minibatch_iterations": 2_000,
@@ -48,6 +49,7 @@ FULL = {
 QUICK = FULL | {
     "nuts_tune": 100,
     "nuts_draws": 100,
+    "nuts_seeds": [0],
     "advi_iterations": 3_000,
     "minibatch_rows": [1_000, 1_000_000],
     "minibatch_iterations": 2_000,
@@ -73,7 +75,7 @@ def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, f + NOISE_SD * rng.normal(size=rows)
 
 
-def workload_spec(settings: dict, method: str = "nuts", sampler: str = "pymc"):
+def workload_spec(settings: dict, method: str = "nuts", sampler: str = "pymc", seed: int = 0):
     from pmbnn.spec import Spec
 
     return Spec().with_overrides(
@@ -85,7 +87,7 @@ def workload_spec(settings: dict, method: str = "nuts", sampler: str = "pymc"):
             "draws": settings["nuts_draws"] if method == "nuts" else 1000,
             "chains": 2,
             "iterations": settings["advi_iterations"],
-            "seed": 0,
+            "seed": seed,
         },
     )
 
@@ -186,11 +188,11 @@ def _nuts_figures(posterior, steps: np.ndarray, seconds: float, bnn, settings: d
     }
 
 
-def measure_nuts(settings: dict, sampler: str) -> dict:
+def measure_nuts(settings: dict, sampler: str, seed: int = 0) -> dict:
     """pmbnn's NUTS with one backend, exactly as `pmbnn fit` runs it (2 chains)."""
     from pmbnn.inference import CompiledInference
 
-    spec = workload_spec(settings, "nuts", sampler)
+    spec = workload_spec(settings, "nuts", sampler, seed)
     bnn = build(spec)
     clock = time.perf_counter()
     trace = CompiledInference(bnn).run(spec.inference, progress=False)
@@ -202,12 +204,12 @@ def measure_nuts(settings: dict, sampler: str) -> dict:
     return figures | {"divergences": int(stats["diverging"].sum())}
 
 
-def measure_nuts_reference(settings: dict) -> dict:
+def measure_nuts_reference(settings: dict, seed: int = 0) -> dict:
     """The NumPyro reference: its NUTS on its own model, chains in parallel like pmbnn's."""
     import jax
     import reference
 
-    spec = workload_spec(settings, "nuts", "numpyro")
+    spec = workload_spec(settings, "nuts", "numpyro", seed)
     x, y = make_data(N_ROWS)
     chain_method = "parallel" if jax.local_device_count() >= 2 else "vectorized"
     posterior, steps, seconds = reference.sample_nuts(spec, x, y, chain_method)
@@ -224,7 +226,9 @@ def _test_lpd(bnn, posterior) -> float:
 
 def measure_advi(settings: dict, backend: str = "auto") -> dict:
     """pmbnn's mean-field ADVI as `pmbnn fit --method advi` runs it (plateau stop), compiled
-    by the given PyTensor backend ("auto": JAX, as installed here)."""
+    by the given PyTensor backend ("auto": JAX, as installed here). Iterations per second
+    count the optimization alone, as for the SVI reference (median of `repeats` fits from the
+    same start); `seconds`, of the first fit, adds the 1000 draws from q and the trace."""
     from pmbnn.inference.advi import AdviProgram, fit_advi
 
     spec = workload_spec(settings, "advi").with_overrides(inference={"backend": backend})
@@ -232,27 +236,44 @@ def measure_advi(settings: dict, backend: str = "auto") -> dict:
     clock = time.perf_counter()
     program = AdviProgram(bnn, spec.inference, full_rank=False)
     compile_seconds = time.perf_counter() - clock
+    optimize = program.run
+    optimization_seconds = []
+
+    def timed_run(*args, **kwargs):
+        clock = time.perf_counter()
+        result = optimize(*args, **kwargs)
+        optimization_seconds.append(time.perf_counter() - clock)
+        return result
+
+    program.run = timed_run
     clock = time.perf_counter()
     trace = fit_advi(bnn, spec.inference, False, False, program)  # + 1000 draws from q
     seconds = time.perf_counter() - clock
+    for _ in range(settings["repeats"] - 1):  # the same fit again, for the median
+        program.run(spec.inference, progress=False)
     iterations = trace["vi_loss"].sizes["iteration"]
+    optimization = statistics.median(optimization_seconds)
     return {
         "backend": program.backend,
         "iterations": iterations,
         "seconds": seconds,
+        "optimization_seconds": optimization,
         "compile_seconds": compile_seconds,
-        "it_per_s": iterations / seconds,
+        "it_per_s": iterations / optimization,
         "test_lpd": _test_lpd(bnn, trace["posterior"].to_dataset()),
     }
 
 
 def measure_svi_reference(settings: dict, iterations: int) -> dict:
-    """NumPyro SVI, AutoNormal guide, for as many iterations as pmbnn's ADVI took."""
+    """NumPyro SVI, AutoNormal guide, for as many iterations as pmbnn's ADVI took (median of
+    `repeats` timed runs)."""
     import reference
 
     spec = workload_spec(settings, "advi")
     x, y = make_data(N_ROWS)
-    posterior, seconds, compile_seconds = reference.fit_svi(spec, x, y, iterations, 1000)
+    posterior, seconds, compile_seconds = reference.fit_svi(
+        spec, x, y, iterations, 1000, repeats=settings["repeats"]
+    )
     return {
         "iterations": iterations,
         "seconds": seconds,
@@ -337,6 +358,7 @@ def _child(name: str, args: tuple) -> dict:
     import warnings
 
     import jax
+    import pymc  # noqa: F401  (sets its logger's level on import: quiet it after)
 
     jax.config.update("jax_enable_x64", True)  # float64 everywhere, as PyMC's JAX samplers use
     warnings.filterwarnings("ignore")
@@ -396,9 +418,16 @@ def measure_all(settings: dict, samplers: list[str], verbose: bool, cache: Path 
     results: dict = {"baseline": run_isolated("baseline", settings)}
     results["machine"] = run_isolated("machine", settings)
     results["gradient"] = run_isolated("gradient", settings)
-    results["nuts"] = {"numpyro_reference": run_isolated("nuts_reference", settings)}
+    seeds = settings["nuts_seeds"]
+    results["nuts"] = {
+        "numpyro_reference": median_of_runs(
+            [run_isolated("nuts_reference", settings, seed) for seed in seeds]
+        )
+    }
     for sampler in samplers:
-        results["nuts"][sampler] = run_isolated("nuts", settings, sampler)
+        results["nuts"][sampler] = median_of_runs(
+            [run_isolated("nuts", settings, sampler, seed) for seed in seeds]
+        )
     results["advi"] = {
         "pmbnn": run_isolated("advi", settings),
         "pmbnn_numba": run_isolated("advi", settings, "numba"),
@@ -412,6 +441,12 @@ def measure_all(settings: dict, samplers: list[str], verbose: bool, cache: Path 
         run_isolated("predict", settings, inputs) for inputs in settings["predict_inputs"]
     ]
     return results
+
+
+def median_of_runs(runs: list[dict]) -> dict:
+    """Each figure's median over repeated runs (different seeds), the runs kept beside it."""
+    medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    return medians | {"runs": runs} if len(runs) > 1 else medians
 
 
 def ratios(results: dict) -> dict:
