@@ -1,7 +1,5 @@
 """python -m pmbnn"""
 
-import sys
+from pmbnn.cli import entry_point
 
-from pmbnn.cli import main
-
-sys.exit(main())
+entry_point()

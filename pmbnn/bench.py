@@ -11,20 +11,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import tomllib
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import numpy as np
 
+from pmbnn import jsontext
 from pmbnn.errors import DataWarning, PmbnnError
+from pmbnn.files import exclusive, replace_file
 from pmbnn.fitted import Refitter, fit_split
-from pmbnn.spec import Spec, load_spec
+from pmbnn.interrupts import die_with_parent
+from pmbnn.spec import MAX_SEED, Spec, load_spec
 from pmbnn.uci import available_splits, load_uci, published, split_rows
 
 UCI_SPEC = Path(__file__).resolve().parent.parent / "models" / "uci-1x50.toml"
@@ -78,31 +82,48 @@ def make_bench(
         inference={"method": method, "sampler": sampler}
     )
     chosen = parse_splits(splits, available_splits(uci_dir, dataset))
+    for split in chosen:
+        split_rows(uci_dir, dataset, split)  # likewise for every split file
+    if spec.inference.seed + max(chosen) > MAX_SEED:
+        raise PmbnnError(
+            f"split K is fitted with seed [inference].seed + K, which passes {MAX_SEED} for "
+            f"split {max(chosen)}; lower [inference].seed"
+        )
     return UciBench(dataset, method, chosen, Path(uci_dir), Path(out_dir), spec)
 
 
 def run_bench(bench: UciBench, workers: int | None = None, progress: bool = False) -> dict:
-    """Fit every requested split not already done, then write and return the summary."""
-    _prepare_work_dir(bench)
-    pending = [s for s in bench.splits if not _split_file(bench, s).is_file()]
-    cores = os.cpu_count() or 1
-    if workers is None:  # NUTS runs its chains in parallel itself
-        per_fit = bench.spec.inference.chains if bench.method == "nuts" else 1
-        workers = max(1, cores // per_fit)
-    workers = max(1, min(workers, len(pending) or 1))
-    if pending:
-        _run_pending(bench, pending, workers, progress)
-    results = [json.loads(_split_file(bench, s).read_text()) for s in bench.splits]
-    summary = summarize(bench, results, workers)
-    _write_results(bench, summary)
+    """Fit every requested split not already done, then write and return the summary.
+
+    One bench at a time per work folder: a second one is refused (exit 2), not mixed in.
+    """
+    with exclusive(bench.work_dir):
+        created = not bench.work_dir.exists()
+        try:
+            _prepare_work_dir(bench)
+            pending = [s for s in bench.splits if not _split_file(bench, s).is_file()]
+            cores = os.cpu_count() or 1
+            if workers is None:  # NUTS runs its chains in parallel itself
+                per_fit = bench.spec.inference.chains if bench.method == "nuts" else 1
+                workers = max(1, cores // per_fit)
+            workers = max(1, min(workers, len(pending) or 1))
+            if pending:
+                _run_pending(bench, pending, workers, progress)
+        except BaseException:
+            if created and not list(bench.work_dir.glob("split-*.json")):
+                shutil.rmtree(bench.work_dir, ignore_errors=True)  # nothing worth resuming
+            raise
+        results = [json.loads(_split_file(bench, s).read_text()) for s in bench.splits]
+        summary = summarize(bench, results, workers)
+        _write_results(bench, summary)
     return summary
 
 
 def summarize(bench: UciBench, results: list[dict], workers: int) -> dict:
-    def mean_se(key: str) -> tuple[float, float]:
+    def mean_se(key: str) -> tuple[float, float | None]:
         values = np.array([r[key] for r in results])
-        se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-        return float(values.mean()), float(se)
+        se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+        return float(values.mean()), se  # no standard error from one split
 
     rmse_mean, rmse_se = mean_se("rmse")
     ll_mean, ll_se = mean_se("test_ll")
@@ -128,7 +149,12 @@ def summarize(bench: UciBench, results: list[dict], workers: int) -> dict:
 
 
 def _prepare_work_dir(bench: UciBench) -> None:
-    bench.work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        bench.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PmbnnError(
+            f"cannot create {bench.work_dir}: {exc.strerror}; choose another --out"
+        ) from None
     spec_file = bench.work_dir / "spec.toml"
     # Compared as specs, not text: a key added to Spec later (with its default) is no change.
     if spec_file.is_file() and _stored_spec(spec_file) != bench.spec:
@@ -136,7 +162,7 @@ def _prepare_work_dir(bench: UciBench) -> None:
             f"{bench.work_dir} holds splits fitted with a different spec; remove that folder "
             "to start over, or choose another --out"
         )
-    spec_file.write_text(bench.spec.to_toml())
+    replace_file(spec_file, bench.spec.to_toml())
 
 
 def _stored_spec(path: Path) -> Spec | None:
@@ -153,9 +179,11 @@ def _split_file(bench: UciBench, split: int) -> Path:
 def _run_pending(bench: UciBench, pending: list[int], workers: int, progress: bool) -> None:
     context = get_context("spawn")  # fresh interpreters: no forked PyTensor or thread state
     arguments = (bench.spec.to_toml(), str(bench.uci_dir), bench.dataset, str(bench.work_dir))
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=arguments
-    ) as pool:
+    )
+    children_before = set(active_children())
+    try:
         futures = [pool.submit(_fit_split, split) for split in pending]
         done = as_completed(futures)
         if progress:
@@ -164,6 +192,13 @@ def _run_pending(bench: UciBench, pending: list[int], workers: int, progress: bo
             done = track(done, total=len(futures), description=f"{bench.name}", console=None)
         for future in done:
             future.result()  # a failed split stops the bench with its error
+    except BaseException:
+        # Stop at once: the running fits are abandoned (finished splits are kept), not waited for.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in set(active_children()) - children_before:
+            worker.terminate()
+        raise
+    pool.shutdown()
 
 
 _WORKER: dict = {}
@@ -172,6 +207,8 @@ _WORKER: dict = {}
 def _init_worker(spec_toml: str, uci_dir: str, dataset: str, work_dir: str) -> None:
     """Per process, once: the data and spec, and quiet logs."""
     import logging
+
+    die_with_parent()  # a bench killed outright leaves no worker running on
 
     import pymc  # noqa: F401  (sets its logger on import)
 
@@ -204,21 +241,13 @@ def _fit_split(split: int) -> dict:
         "n_train": metrics["n_train"],
         "n_test": metrics["n_test"],
     }
-    path = _WORKER["work_dir"] / f"split-{split}.json"
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps(result, indent=2) + "\n")
-    staging.replace(path)  # a split file is whole or absent
+    replace_file(_WORKER["work_dir"] / f"split-{split}.json", jsontext.dumps(result))
     return result
 
 
 def _write_results(bench: UciBench, summary: dict) -> None:
-    bench.out_dir.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", json.dumps(summary, indent=2) + "\n"),
-                         (".md", markdown(summary))):  # fmt: skip
-        path = bench.out_dir / f"{bench.name}{suffix}"
-        staging = path.with_name(f".{path.name}.tmp")
-        staging.write_text(text)
-        staging.replace(path)
+    for suffix, text in ((".json", jsontext.dumps(summary)), (".md", markdown(summary))):
+        replace_file(bench.out_dir / f"{bench.name}{suffix}", text)
 
 
 def comparison_table(summary: dict) -> list[tuple[str, str, str]]:
@@ -227,8 +256,8 @@ def comparison_table(summary: dict) -> list[tuple[str, str, str]]:
     rows = [
         (
             f"pmbnn {summary['method']} ({n} split{'s' if n != 1 else ''})",
-            f"{summary['rmse_mean']:.3f} +- {summary['rmse_se']:.3f}",
-            f"{summary['test_ll_mean']:.3f} +- {summary['test_ll_se']:.3f}",
+            _mean_se(summary["rmse_mean"], summary["rmse_se"]),
+            _mean_se(summary["test_ll_mean"], summary["test_ll_se"]),
         )
     ]
     for entry in summary["published"].values():
@@ -240,6 +269,10 @@ def comparison_table(summary: dict) -> list[tuple[str, str, str]]:
             )
         )
     return rows
+
+
+def _mean_se(mean: float, se: float | None) -> str:
+    return f"{mean:.3f} +- {se:.3f}" if se is not None else f"{mean:.3f}"
 
 
 def network_description(spec: dict) -> str:

@@ -1,23 +1,30 @@
-"""Command line: argument parsing and mapping errors to one line and an exit code. No logic."""
+"""Command line: argument parsing and mapping errors to one line and an exit code.
+
+Exit codes: 0 done; 1 only for ``diagnose --strict`` finding a FAIL; 2 bad input of any kind
+(a damaged run, an unwritable or protected --out, a busy output included), with one line on
+stderr and nothing written; 130 / 143 interrupted by SIGINT / SIGTERM, nothing written; 3 an
+internal error (a bug in pmbnn).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
+import signal
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
+from pmbnn import interrupts
 from pmbnn.errors import DataWarning, PmbnnError
 
 BUILTIN_SPEC = Path(__file__).resolve().parent.parent / "models" / "sine-gap.toml"
 USAGE_ERROR = 2
 SAMPLERS = ["pymc", "nutpie", "numpyro", "blackjax"]
 CHECK_FAILED = 1  # diagnose --strict: the run was read, and a check failed
+INTERNAL_ERROR = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,23 +121,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     progress = sys.stderr.isatty() and not os.environ.get("CI")
     if not progress:
         import pymc  # noqa: F401  (its import sets its logger to INFO; quiet it afterwards)
 
         logging.getLogger("pymc").setLevel(logging.WARNING)
+    with interrupts.handle_signals():
+        try:
+            with warnings.catch_warnings():  # restores showwarning afterwards
+                warnings.simplefilter("always", DataWarning)
+                warnings.showwarning = _show_data_warning
+                return _run(args, progress)
+        except PmbnnError as exc:
+            print(f"pmbnn: error: {exc}", file=sys.stderr)
+            return USAGE_ERROR
+        except OSError as exc:  # the machine's refusal (permissions, a vanished file), not a bug
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"pmbnn: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return USAGE_ERROR
+        except KeyboardInterrupt as exc:
+            signum = interrupts.received_signal() or signal.SIGINT
+            if isinstance(exc, interrupts.CompletedBeforeInterrupt):
+                outcome = str(exc)
+            else:
+                outcome = "nothing was written"
+            print(f"pmbnn: interrupted ({signal.Signals(signum).name}); {outcome}", file=sys.stderr)
+            return interrupts.EXIT_CODES.get(signum, 130)
+
+
+def entry_point() -> None:
+    """The ``pmbnn`` program: `main`, then an exit that cannot hang or show a traceback.
+
+    After an interrupt the process ends at once: JAX may still be running a computation the
+    interrupt abandoned, and Python's normal exit would wait for it to finish.
+    """
     try:
-        with warnings.catch_warnings():  # restores showwarning afterwards
-            warnings.simplefilter("always", DataWarning)
-            warnings.showwarning = _show_data_warning
-            return _run(args, progress)
-    except PmbnnError as exc:
-        print(f"pmbnn: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("pmbnn: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        code = main()
+    except Exception as exc:  # a bug: one line that says so and where, and a code of its own
+        import traceback
+
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        print(
+            f"pmbnn: internal error (a bug in pmbnn; please report it): "
+            f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})",
+            file=sys.stderr,
+        )
+        code = INTERNAL_ERROR
+    if code in interrupts.EXIT_CODES.values():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _show_data_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -176,9 +219,9 @@ def _bench(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _fit(args: argparse.Namespace, progress: bool) -> int:
-    from pmbnn.files import check_writable
+    from pmbnn.files import Destination
     from pmbnn.fitted import fit
-    from pmbnn.run import save_run
+    from pmbnn.run import RUN, save_run
     from pmbnn.spec import Spec, load_spec
 
     if args.spec is not None:
@@ -202,7 +245,7 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
             "sampler": args.sampler,
             "batch_size": args.batch_size,
             "backend": args.backend,
-        }
+        },
     )
 
     from pmbnn.inference.backends import check_backend, compile_backend
@@ -212,44 +255,45 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
         check_backend(spec.inference.sampler)  # before any work
     compile_backend(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
     out_dir = args.out or _default_run_dir(name, method)
-    check_writable(out_dir, args.force)
-    started = time.perf_counter()
-    fitted, metrics = fit(spec, progress=progress)
-    seconds = time.perf_counter() - started
-    save_run(fitted, metrics, out_dir, force=args.force)
+    inputs = [spec.data.path, args.spec]
+    # Reserved before fitting: a busy, protected or unwritable --out fails now, not after it.
+    with Destination(out_dir, RUN, args.force, inputs) as destination:
+        started = time.perf_counter()
+        fitted, metrics = fit(spec, progress=progress)
+        seconds = time.perf_counter() - started
+        save_run(fitted, metrics, destination)
     print(_summary(name, spec, metrics, seconds, out_dir))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from pmbnn.data import numeric_columns
+    from pmbnn.files import Destination
+    from pmbnn.predict import PREDICTIONS
     from pmbnn.run import load_run
     from pmbnn.tables import read_table
 
-    if args.out is not None and args.out.exists() and not args.force:
-        raise PmbnnError(f"{args.out} already exists; choose another --out or add --force")
     fitted = load_run(args.run)
-    x = numeric_columns(read_table(args.data), fitted.feature_names, args.data)
-    table = fitted.predict(x).to_frame()
+    x = numeric_columns(read_table(args.data), fitted.feature_names, args.data, "predict")
     if args.out is None:
-        table.to_csv(sys.stdout, index=False)
+        fitted.predict(x).to_frame().to_csv(sys.stdout, index=False)
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, suffix=".csv", delete=False) as tmp:
-        table.to_csv(tmp, index=False)
-    Path(tmp.name).replace(args.out)
+    with Destination(args.out, PREDICTIONS, args.force, [args.data, args.run]) as destination:
+        table = fitted.predict(x).to_frame()
+        destination.write(lambda path: table.to_csv(path, index=False))
     print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
     return 0
 
 
 def _diagnose(args: argparse.Namespace) -> int:
+    from pmbnn import jsontext
     from pmbnn.diagnostics import FAIL, diagnose
     from pmbnn.run import load_run
 
     fitted = load_run(args.run)
     diagnosis = diagnose(fitted)
     if args.json:
-        print(json.dumps({"run": str(args.run)} | diagnosis.to_dict(), indent=2))
+        print(jsontext.dumps({"run": str(args.run)} | diagnosis.to_dict(), True), end="")
     else:
         print(_diagnosis_text(args.run, fitted.spec.inference, diagnosis))
     return CHECK_FAILED if args.strict and diagnosis.verdict == FAIL else 0

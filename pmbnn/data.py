@@ -18,6 +18,9 @@ from pmbnn.spec import DataSpec
 from pmbnn.tables import read_table
 
 MIN_TRAIN_ROWS = 2
+# Largest magnitude accepted in fitted columns: squares (variances) of values up to this, times
+# the row and draw counts, stay far inside float64's range (1.8e308).
+MAX_ABS_VALUE = 1e100
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,11 @@ class Standardizer:
         # A constant column keeps scale 1 (the UCI protocol's convention) instead of dividing by 0.
         x_scale = np.where(x_scale > 0, x_scale, 1.0)
         y_scale = float(y.std()) or 1.0
-        return cls(x.mean(axis=0), x_scale, float(y.mean()), y_scale)
+        scaler = cls(x.mean(axis=0), x_scale, float(y.mean()), y_scale)
+        statistics = np.r_[scaler.x_mean, scaler.x_scale, scaler.y_mean, scaler.y_scale]
+        if not np.isfinite(statistics).all():  # guarded by MAX_ABS_VALUE; never written
+            raise PmbnnError("the training data's means or scales are not finite; rescale it")
+        return scaler
 
     def x(self, x: np.ndarray) -> np.ndarray:
         return (x - self.x_mean) / self.x_scale
@@ -101,15 +108,52 @@ def load_dataset(spec: DataSpec, seed: int) -> Dataset:
         frame, source = generate(seed), f"example:{spec.example or 'sine-gap'}"
         target = spec.target or default_target
     features = spec.features or [c for c in frame.columns if c != target]
+    _check_feature_choice(frame, features, target, source, chosen=spec.features is not None)
     if spec.dropna:
         frame = drop_incomplete_rows(frame, [*features, target], source)
-    return Dataset(
-        x=numeric_columns(frame, features, source),
-        y=numeric_columns(frame, [target], source)[:, 0],
-        feature_names=[str(f) for f in features],
-        target=str(target),
-        source=source,
-    )
+    x = numeric_columns(frame, features, source)
+    y = numeric_columns(frame, [target], source)[:, 0]
+    for values, names in ((x, features), (y[:, None], [target])):
+        _check_magnitude(values, names, source)
+    return Dataset(x, y, [str(f) for f in features], str(target), source)
+
+
+def _check_feature_choice(
+    frame: pd.DataFrame, features: list[str], target: str, source: str, chosen: bool
+) -> None:
+    """The inputs must not include the target (label leakage), a column twice, or an index."""
+    if target in features:
+        raise PmbnnError(
+            f"the target {target!r} is also listed among the features of {source}; a model "
+            "given its own target learns nothing: remove it from --features ([data].features)"
+        )
+    repeated = sorted({f for f in features if features.count(f) > 1})
+    if repeated:
+        raise PmbnnError(
+            f"feature {repeated[0]!r} is listed twice in --features ([data].features); "
+            "list each column once"
+        )
+    unnamed = [c for c in features if c in frame.columns and is_unnamed(c)]
+    if unnamed:
+        position = list(frame.columns).index(unnamed[0]) + 1
+        how = "leave it out of --features" if chosen else "or choose the inputs with --features"
+        raise PmbnnError(
+            f"column {position} of {source} has no name (a row index written by pandas?); "
+            f"a row number is not an input: name the column, {how}"
+        )
+
+
+def _check_magnitude(values: np.ndarray, names: list[str], source: str) -> None:
+    """Values so large that their squares overflow make standardization and variances inf."""
+    too_large = np.abs(values) > MAX_ABS_VALUE
+    if too_large.any():
+        rows, cols = np.nonzero(too_large)
+        raise PmbnnError(
+            f"column {names[cols[0]]!r} in {source} has the value {values[rows[0], cols[0]]:g} "
+            f"at data row {rows[0] + 1}; pmbnn needs values below {MAX_ABS_VALUE:g} in size "
+            "to compute scales and variances: rescale the column (e.g. divide it by a power "
+            "of ten)"
+        )
 
 
 def drop_incomplete_rows(frame: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:
@@ -132,34 +176,56 @@ def constant_features(x: np.ndarray, names: list[str]) -> list[str]:
     return [name for name, column in zip(names, x.T, strict=True) if np.ptp(column) == 0]
 
 
-def numeric_columns(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
-    """The named columns as a float matrix; unknown, non-numeric or non-finite columns fail."""
+def numeric_columns(
+    frame: pd.DataFrame, columns: list[str], source: str, purpose: str = "fit"
+) -> np.ndarray:
+    """The named columns as a float matrix; unknown, non-numeric or non-finite columns fail.
+
+    purpose "fit" or "predict": the messages suggest only what the user can do there.
+    """
+    fitting = purpose == "fit"
     if not columns:
         raise PmbnnError(f"{source} has no feature columns besides the target")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
+        needed = "" if fitting else ", which the run was fitted on"
         raise PmbnnError(
-            f"unknown column {', '.join(map(repr, missing))} in {source}; "
+            f"unknown column {', '.join(map(repr, missing))} in {source}{needed}; "
             f"columns are: {', '.join(map(str, frame.columns))}"
         )
     for column in columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(
-            frame[column]
-        ):
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            numbers = pd.to_numeric(values, errors="coerce")
+            row = int(np.argmax(numbers.isna().to_numpy() & values.notna().to_numpy()))
+            fix = (
+                "encode it as numbers, or leave it out with --features"
+                if fitting
+                else "the run needs it as numbers"
+            )
             raise PmbnnError(
-                f"column {column!r} in {source} is not numeric; encode it as numbers, or leave "
-                "it out with --features"
+                f"column {column!r} in {source} is not numeric (data row {row + 1}: "
+                f"{values.iloc[row]!r}); {fix}"
             )
     values = frame[columns].to_numpy(dtype=float)
     bad = ~np.isfinite(values)
     if bad.any():
         rows, cols = np.nonzero(bad)
+        fix = (
+            "fill them, or add --dropna to drop those rows"
+            if fitting
+            else "fill them, or remove those rows"
+        )
         raise PmbnnError(
             f"{int(bad.sum())} missing or infinite value(s) in {source}, first in column "
-            f"{columns[cols[0]]!r} at data row {rows[0] + 1}; fill them, or add --dropna to "
-            "drop those rows"
+            f"{columns[cols[0]]!r} at data row {rows[0] + 1}; {fix}"
         )
     return values
+
+
+def is_unnamed(column: str) -> bool:
+    """pandas' name for a column whose header is empty (typically a saved row index)."""
+    return str(column).startswith("Unnamed: ")
 
 
 def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

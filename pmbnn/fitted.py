@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
 import pymc as pm
 import xarray as xr
 from xarray import DataTree
@@ -21,9 +22,10 @@ from pmbnn.data import (
     Standardizer,
     constant_features,
     load_dataset,
+    numeric_columns,
     split_indices,
 )
-from pmbnn.errors import DataWarning
+from pmbnn.errors import DataWarning, PmbnnError
 from pmbnn.inference import CompiledInference
 from pmbnn.model import INPUTS, OBSERVED, TARGET_DATA, BnnModel, build_model
 from pmbnn.predict import (
@@ -70,19 +72,60 @@ class FittedBnn:
     def posterior(self):
         return self.trace["posterior"].to_dataset()
 
-    def draws(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def input_matrix(self, x: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """x as the (rows, features) float matrix the network takes, checked.
+
+        A DataFrame's columns are found by name, in any order, extra columns ignored (as
+        ``pmbnn predict`` does); an array must have the fitted features as its columns, in
+        order. Anything else is a PmbnnError naming the problem.
+        """
+        if isinstance(x, pd.DataFrame):
+            frame = x.rename(columns=str)
+            return numeric_columns(frame, self.feature_names, "the DataFrame", "predict")
+        array = np.asarray(x)
+        n = len(self.feature_names)
+        if array.ndim != 2 or array.shape[1] != n:
+            raise PmbnnError(
+                f"x has shape {array.shape}; the run was fitted on {n} feature(s) "
+                f"({', '.join(self.feature_names)}): pass a (rows, {n}) array in that order, "
+                "or a DataFrame with those columns"
+            )
+        if not np.issubdtype(array.dtype, np.number) or array.dtype == bool:
+            raise PmbnnError(f"x holds {array.dtype} values; the run needs numbers")
+        array = array.astype(float)
+        if not np.isfinite(array).all():
+            row = int(np.nonzero(~np.isfinite(array).all(axis=1))[0][0])
+            raise PmbnnError(f"x has a missing or infinite value in row {row}; fill it or drop it")
+        return array
+
+    def draws(self, x: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(f per draw and input, sigma per draw), both in the target's original units."""
-        f_scaled = self.network(self.posterior, self.scaler.x(np.asarray(x, dtype=float)))
+        f_scaled = self.network(self.posterior, self.scaler.x(self.input_matrix(x)))
         sigma_scaled = noise_draws(self.posterior, self.model.fixed_sigma)
         scale = self.scaler.y_scale
         return f_scaled * scale + self.scaler.y_mean, sigma_scaled * scale
 
-    def predict(self, x: np.ndarray, levels: tuple[float, ...] = DEFAULT_LEVELS) -> Prediction:
-        """Predictive mean, sds and interval bounds for each row of x (rows x features)."""
+    def predict(
+        self, x: pd.DataFrame | np.ndarray, levels: tuple[float, ...] = DEFAULT_LEVELS
+    ) -> Prediction:
+        """Predictive mean, sds and interval bounds for each row of x (see `input_matrix`)."""
         f, sigma = self.draws(x)
-        return summarize(f, sigma, self.posterior, levels)
+        prediction = summarize(f, sigma, self.posterior, levels)
+        summaries = np.column_stack(
+            [prediction.mean, prediction.sd_total, *prediction.quantiles.values()]
+        )
+        finite = np.isfinite(summaries).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            distance = np.abs(self.scaler.x(self.input_matrix(x)[row])).max()
+            raise PmbnnError(
+                f"the prediction for input row {row} (counting from 0) is not finite: the "
+                f"input lies {distance:.3g} training sds from the training data, too far for "
+                "float64; nothing was written"
+            )
+        return prediction
 
-    def log_predictive_density(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def log_predictive_density(self, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> np.ndarray:
         """Pointwise log p(y | x, data) in original units, averaged over draws."""
         f, sigma = self.draws(x)
         return log_predictive_density(f, sigma, np.asarray(y, dtype=float))
@@ -224,6 +267,12 @@ def evaluate(fitted: FittedBnn, data: Dataset, train: np.ndarray, test: np.ndarr
         metrics["test_lpd"] = float(fitted.log_predictive_density(data.x[test], y).mean())
         lower, upper = prediction.quantiles[0.05], prediction.quantiles[0.95]
         metrics["test_coverage_90"] = float(np.mean((y >= lower) & (y <= upper)))
+    broken = [name for name, value in metrics.items() if not np.isfinite(value)]
+    if broken:
+        raise PmbnnError(
+            f"the fit gave a non-finite {broken[0]}: inference diverged on this data; check "
+            "its scale, or lower [inference].learning_rate (ADVI); nothing was written"
+        )
     return metrics
 
 

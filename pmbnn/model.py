@@ -48,6 +48,19 @@ def layer_names(hidden: list[int]) -> list[tuple[str, str]]:
     return [(f"w_{i}", f"b_{i}") for i in range(len(hidden))] + [("w_out", "b_out")]
 
 
+def parameter_shapes(spec: Spec, n_features: int) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every free variable of the spec's model: what a posterior must hold."""
+    widths = [n_features, *spec.network.hidden]
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer, (w_name, b_name) in enumerate(layer_names(spec.network.hidden)):
+        is_output = layer == len(spec.network.hidden)
+        shapes[w_name] = (widths[layer],) if is_output else (widths[layer], widths[layer + 1])
+        shapes[b_name] = () if is_output else (widths[layer + 1],)
+    if spec.likelihood.learned_noise:
+        shapes[NOISE] = ()
+    return shapes
+
+
 def build_model(
     spec: Spec,
     x: np.ndarray,

@@ -8,7 +8,9 @@ Normal(f_s(x), sigma_s^2); its moments and quantiles are computed exactly for th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,10 +20,12 @@ import xarray as xr
 from pytensor.graph.replace import vectorize_graph
 from scipy.special import logsumexp, ndtr, ndtri
 
+from pmbnn.files import OutputKind
 from pmbnn.inference.backends import compile_backend
 from pmbnn.model import NOISE, BnnModel
 
 DEFAULT_LEVELS = (0.05, 0.95)
+SUMMARY_COLUMNS = ("mean", "sd_total", "sd_epistemic", "sd_aleatoric")  # then q05, q95, ...
 # Elements of the largest (draws x inputs x units) block evaluated at once: about 256 MB.
 BLOCK_ELEMENTS = 32_000_000
 QUANTILE_TOL = 1e-12  # predictive sds: a Newton step this small leaves an error ~1e-24 sd
@@ -68,14 +72,26 @@ class Prediction:
     function_draws: xr.DataArray  # f(x) per draw, dims (chain, draw, obs)
 
     def to_frame(self) -> pd.DataFrame:
-        columns = {
-            "mean": self.mean,
-            "sd_total": self.sd_total,
-            "sd_epistemic": self.sd_epistemic,
-            "sd_aleatoric": self.sd_aleatoric,
-        }
+        summaries = (self.mean, self.sd_total, self.sd_epistemic, self.sd_aleatoric)
+        columns = dict(zip(SUMMARY_COLUMNS, summaries, strict=True))
         columns |= {f"q{round(level * 100):02d}": q for level, q in self.quantiles.items()}
         return pd.DataFrame(columns)
+
+
+def is_prediction_table(path: Path) -> bool:
+    """Whether path holds a table `pmbnn predict` wrote (its header says so)."""
+    try:
+        with path.open() as stream:
+            names = stream.readline().rstrip("\r\n").split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    quantiles = names[len(SUMMARY_COLUMNS) :]
+    return tuple(names[: len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS and all(
+        re.fullmatch(r"q\d\d", name) for name in quantiles
+    )
+
+
+PREDICTIONS = OutputKind("predictions table", folder=False, is_ours=is_prediction_table)
 
 
 def noise_draws(posterior: xr.Dataset, fixed_sigma: float | None) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""A run on disk: spec.toml, trace.nc, meta.json, metrics.json. Plain data files only.
+"""A run on disk: spec.toml, trace.nc, meta.json, metrics.json and manifest.json. Data only.
 
-Runs are written to a hidden temporary folder beside the target and renamed into place only
-when complete, so an interrupted or failed fit leaves nothing half-written, and an existing run
-is replaced only when the caller says so.
+A run is written through `files.Destination` (whole or not at all, never over anything pmbnn
+did not write) and verifies itself on load: the manifest's checksums catch any changed byte,
+and the cross-checks below catch a spec, metadata and trace that do not belong together. A
+run that fails either is refused, never predicted from.
 """
 
 from __future__ import annotations
@@ -10,49 +11,90 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
+from pmbnn import jsontext
 from pmbnn.data import Standardizer
 from pmbnn.errors import PmbnnError
-from pmbnn.files import write_folder
+from pmbnn.files import Destination, OutputKind, write_folder
 from pmbnn.fitted import FittedBnn
-from pmbnn.spec import load_spec
+from pmbnn.manifest import MANIFEST, verify
+from pmbnn.model import INPUTS, OBSERVED, parameter_shapes
+from pmbnn.spec import Spec, load_spec
 
 RUN_FILES = ("spec.toml", "trace.nc", "meta.json", "metrics.json")
+RUN = OutputKind("run", legacy_files=frozenset(RUN_FILES))
 NETCDF_ENGINE = "h5netcdf"
 
 
-def save_run(fitted: FittedBnn, metrics: dict, out_dir: str | Path, force: bool = False) -> Path:
-    """Write the run atomically; returns its folder."""
+def save_run(
+    fitted: FittedBnn,
+    metrics: dict,
+    out: str | Path | Destination,
+    force: bool = False,
+) -> Path:
+    """Write the run to `out` (a path, or a Destination reserved earlier); returns its folder."""
+    meta = fitted.meta | {
+        "feature_names": fitted.feature_names,
+        "target": fitted.target,
+        "standardization": fitted.scaler.to_dict(),
+    }
+    texts = {
+        "spec.toml": fitted.spec.to_toml(),
+        "meta.json": jsontext.dumps(meta),
+        "metrics.json": jsontext.dumps(metrics),
+    }
+    # Serialized in memory and written as plain bytes: HDF5 writing to a full disk itself
+    # ends in a crash of the interpreter; a failed plain write is an ordinary OSError.
+    trace_bytes = fitted.trace.to_netcdf(engine=NETCDF_ENGINE)
 
     def fill(folder: Path) -> None:
-        (folder / "spec.toml").write_text(fitted.spec.to_toml())
-        fitted.trace.to_netcdf(folder / "trace.nc", engine=NETCDF_ENGINE)
-        meta = fitted.meta | {
-            "feature_names": fitted.feature_names,
-            "target": fitted.target,
-            "standardization": fitted.scaler.to_dict(),
-        }
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        for name, text in texts.items():
+            (folder / name).write_text(text)
+        (folder / "trace.nc").write_bytes(trace_bytes)
 
-    return write_folder(out_dir, fill, force)
+    if isinstance(out, Destination):
+        return out.write(fill)
+    return write_folder(out, RUN, fill, force)
 
 
 def load_run(run_dir: str | Path) -> FittedBnn:
-    """A saved run as a FittedBnn that predicts exactly what the original did."""
+    """A saved run as a FittedBnn that predicts exactly what the original did.
+
+    PmbnnError, naming the file and the problem, if the folder is not a complete run exactly
+    as pmbnn wrote it.
+    """
     run_dir = Path(run_dir)
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
-    if not run_dir.is_dir() or missing:
-        what = "not a folder" if not run_dir.is_dir() else f"missing {', '.join(missing)}"
+    if not run_dir.is_dir():
+        raise PmbnnError(f"{run_dir} is not a pmbnn run (not a folder); give a folder written "
+                         "by 'pmbnn fit'")  # fmt: skip
+    if not (run_dir / MANIFEST).is_file():
+        legacy = all((run_dir / name).is_file() for name in RUN_FILES)
         raise PmbnnError(
-            f"{run_dir} is not a pmbnn run ({what}); give a folder written by 'pmbnn fit'"
+            f"{run_dir} is not a pmbnn run (no {MANIFEST}); "
+            + (
+                "it was written by a pmbnn from before runs verified themselves: fit it again"
+                if legacy
+                else "give a folder written by 'pmbnn fit'"
+            )
         )
-    meta = json.loads((run_dir / "meta.json").read_text())
-    with xr.open_datatree(run_dir / "trace.nc", engine=NETCDF_ENGINE) as stored:
-        trace = stored.load()
+    try:
+        verify(run_dir, RUN.name)
+    except PmbnnError as exc:
+        raise PmbnnError(f"damaged run: {exc}; fit it again (it is not used)") from None
+    spec = load_spec(run_dir / "spec.toml")
+    meta = _read_json(run_dir / "meta.json")
+    try:
+        with xr.open_datatree(run_dir / "trace.nc", engine=NETCDF_ENGINE) as stored:
+            trace = stored.load()
+    except Exception as exc:  # any reader error: the file is not the trace pmbnn wrote
+        raise PmbnnError(f"damaged run: cannot read {run_dir / 'trace.nc'}: {exc}") from None
+    problem = inconsistency(spec, meta, trace)
+    if problem:
+        raise PmbnnError(f"damaged run: {run_dir}: {problem}; fit it again (it is not used)")
     return FittedBnn(
-        spec=load_spec(run_dir / "spec.toml"),
+        spec=spec,
         trace=trace,
         scaler=Standardizer.from_dict(meta["standardization"]),
         feature_names=list(meta["feature_names"]),
@@ -61,5 +103,64 @@ def load_run(run_dir: str | Path) -> FittedBnn:
     )
 
 
+def inconsistency(spec: Spec, meta: dict, trace: xr.DataTree) -> str | None:
+    """What makes spec, metadata and trace not one run (None if they are one)."""
+    names = meta.get("feature_names")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return "meta.json: feature_names is not a list of column names"
+    if not isinstance(meta.get("target"), str):
+        return "meta.json: target is not a column name"
+    try:
+        scaler = Standardizer.from_dict(meta["standardization"])
+    except (KeyError, TypeError, ValueError):
+        return "meta.json: standardization is incomplete"
+    for key, values in (("x_mean", scaler.x_mean), ("x_scale", scaler.x_scale)):
+        if values.shape != (len(names),):
+            return (
+                f"meta.json: standardization.{key} has {values.size} values for "
+                f"{len(names)} features"
+            )
+    scales = np.r_[scaler.x_scale, scaler.y_scale]
+    if not (np.isfinite(scaler.x_mean).all() and np.isfinite(scales).all() and (scales > 0).all()):
+        return "meta.json: standardization holds a non-finite or non-positive value"
+    if meta.get("method") != spec.inference.method or meta.get("seed") != spec.inference.seed:
+        return "spec.toml and meta.json disagree on the inference method or seed"
+    for group in ("posterior", "constant_data", "observed_data"):
+        if group not in trace.children:
+            return f"trace.nc has no {group} group"
+    x = trace["constant_data"].to_dataset().get(INPUTS)
+    y = trace["observed_data"].to_dataset().get(OBSERVED)
+    if x is None or y is None or x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        return "trace.nc: the training data groups are malformed"
+    if list(map(str, x["feature"].values)) != names:
+        return "trace.nc and meta.json disagree on the feature names"
+    posterior = trace["posterior"].to_dataset()
+    expected = parameter_shapes(spec, len(names))
+    if set(posterior.data_vars) != set(expected):
+        return (
+            f"trace.nc holds variables {sorted(posterior.data_vars)} where spec.toml's network "
+            f"has {sorted(expected)}"
+        )
+    for name, shape in expected.items():
+        values = posterior[name]
+        if values.dims[:2] != ("chain", "draw") or values.shape[2:] != shape:
+            return (
+                f"trace.nc: {name} has shape {values.shape[2:]}; spec.toml's network needs {shape}"
+            )
+        if not np.isfinite(values.values).all():
+            return f"trace.nc: {name} holds non-finite draws"
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PmbnnError(f"damaged run: {path} is not valid JSON") from None
+    if not isinstance(content, dict):
+        raise PmbnnError(f"damaged run: {path} does not hold a JSON object")
+    return content
+
+
 def load_metrics(run_dir: str | Path) -> dict:
-    return json.loads((Path(run_dir) / "metrics.json").read_text())
+    return _read_json(Path(run_dir) / "metrics.json")

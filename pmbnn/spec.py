@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
 from pydantic import (
@@ -16,7 +16,6 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
-    PositiveFloat,
     PositiveInt,
     ValidationError,
     model_validator,
@@ -31,10 +30,15 @@ Sampler = Literal["pymc", "nutpie", "numpyro", "blackjax"]
 # What PyTensor compiles ADVI, nutpie and prediction to ("auto": JAX if installed, else numba).
 Backend = Literal["auto", "numba", "jax"]
 BUILTIN_EXAMPLES = ("sine-gap",)
+# Seeds reach NumPy, PyMC and JAX; JAX and PyMC's samplers take 32-bit unsigned seeds.
+MAX_SEED = 2**32 - 1
+# TOML has inf and nan; neither is a usable scale or rate.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `iterations = true` or `draws = "100"` is an error, not 1 or 100.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class NetworkSpec(_Section):
@@ -63,7 +67,7 @@ class DataSpec(_Section):
     example: Literal["sine-gap"] | None = None
     target: str | None = None
     features: list[str] | None = None
-    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, allow_inf_nan=False)
     standardize: bool = True
     dropna: bool = False  # drop rows with missing or infinite values instead of failing
 
@@ -79,14 +83,14 @@ class InferenceSpec(_Section):
     draws: PositiveInt = 1000
     tune: NonNegativeInt = 1000
     chains: PositiveInt = 2
-    target_accept: float = Field(default=0.9, gt=0.0, lt=1.0)
+    target_accept: float = Field(default=0.9, gt=0.0, lt=1.0, allow_inf_nan=False)
     sampler: Sampler = "pymc"
     backend: Backend = "auto"
     iterations: PositiveInt = 30000
     learning_rate: PositiveFloat = 0.01
     # ADVI on random minibatches of this many rows (None: all rows each iteration).
     batch_size: PositiveInt | None = None
-    seed: NonNegativeInt = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _batch_size_is_for_advi(self) -> InferenceSpec:

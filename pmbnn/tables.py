@@ -6,6 +6,7 @@ checked in data.py.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,13 +15,37 @@ import pandas as pd
 
 from pmbnn.errors import PmbnnError
 
+# Separators a delimited text file may use, the one its suffix promises first.
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def _read_delimited(path: Path, expected: str) -> pd.DataFrame:
+    """A delimited text table, its separator read off the header line, its header checked.
+
+    A .csv saved with semicolons (as spreadsheets in many locales do) is read as such rather
+    than as one column; duplicate names are refused (pandas would silently rename them).
+    """
+    with path.open(newline="", errors="replace") as stream:
+        header = stream.readline().rstrip("\r\n")
+    candidates = [expected, *(s for s in SEPARATORS if s != expected)]
+    separator = next((s for s in candidates if s in header), expected)
+    names = next(csv.reader([header], delimiter=separator)) if header else []
+    repeated = sorted({n for n in names if names.count(n) > 1 and n})
+    if repeated:
+        positions = [i + 1 for i, n in enumerate(names) if n == repeated[0]]
+        raise PmbnnError(
+            f"column name {repeated[0]!r} appears more than once in {path} (columns "
+            f"{', '.join(map(str, positions))}); give every column its own name"
+        )
+    return pd.read_csv(path, sep=separator)
+
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path)
+    return _read_delimited(path, ",")
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t")
+    return _read_delimited(path, "\t")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

@@ -34,9 +34,20 @@ def load_uci(uci_dir: str | Path, name: str) -> Dataset:
     missing = [f for f in REQUIRED if not (folder / f).is_file()]
     if missing:
         raise PmbnnError(f"{folder} is not in the UCI layout: missing {', '.join(missing)}")
-    raw = np.loadtxt(folder / "data.txt", ndmin=2)
-    features = np.loadtxt(folder / "index_features.txt", dtype=int, ndmin=1)
-    target = int(np.loadtxt(folder / "index_target.txt", dtype=int))
+    try:
+        raw = np.loadtxt(folder / "data.txt", ndmin=2)
+        features = np.loadtxt(folder / "index_features.txt", dtype=int, ndmin=1)
+        target = int(np.loadtxt(folder / "index_target.txt", dtype=int))
+    except (ValueError, TypeError) as exc:
+        raise PmbnnError(f"{folder} is not in the UCI layout: {exc}") from None
+    columns = raw.shape[1]
+    if not (0 <= target < columns and ((features >= 0) & (features < columns)).all()):
+        raise PmbnnError(
+            f"{folder}: index_features.txt or index_target.txt names a column beyond "
+            f"data.txt's {columns}"
+        )
+    if not np.isfinite(raw[:, [*features, target]]).all():
+        raise PmbnnError(f"{folder}/data.txt holds missing or infinite values")
     return Dataset(
         x=raw[:, features],
         y=raw[:, target],
@@ -52,8 +63,30 @@ def split_rows(uci_dir: str | Path, name: str, split: int) -> tuple[np.ndarray, 
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise PmbnnError(f"split {split} of {name} is missing ({', '.join(missing)}) in {folder}")
-    train, test = (np.loadtxt(p, dtype=int, ndmin=1) for p in paths)
+    try:
+        train, test = (np.loadtxt(p, dtype=int, ndmin=1) for p in paths)
+    except ValueError as exc:
+        raise PmbnnError(f"split {split} of {name} is not a list of row numbers: {exc}") from None
+    rows = _row_count(folder)
+    for part, indices in (("train", train), ("test", test)):
+        outside = indices[(indices < 0) | (indices >= rows)]
+        if outside.size or not indices.size:
+            what = f"row {outside[0]}" if outside.size else "no rows"
+            raise PmbnnError(
+                f"index_{part}_{split}.txt of {name} names {what}; data.txt has rows "
+                f"0-{rows - 1}: fix the split file"
+            )
+    if np.intersect1d(train, test).size:
+        raise PmbnnError(
+            f"split {split} of {name} puts row {np.intersect1d(train, test)[0]} in both "
+            "training and test: fix the split files"
+        )
     return train, test
+
+
+def _row_count(folder: Path) -> int:
+    with (folder / "data.txt").open() as stream:
+        return sum(1 for line in stream if line.strip())
 
 
 def available_splits(uci_dir: str | Path, name: str) -> int:

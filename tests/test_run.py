@@ -56,6 +56,7 @@ def test_trace_opens_with_plain_xarray(small_advi_run):
 
 def test_run_files_are_data(small_advi_run):
     assert sorted(p.name for p in small_advi_run.iterdir()) == [
+        "manifest.json",
         "meta.json",
         "metrics.json",
         "spec.toml",

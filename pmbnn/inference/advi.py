@@ -15,6 +15,7 @@ from xarray import DataTree
 
 from pmbnn.errors import PmbnnError
 from pmbnn.inference.backends import compile_backend
+from pmbnn.interrupts import raise_if_interrupted
 from pmbnn.model import INPUTS, TARGET_DATA, BnnModel, minibatch_model
 from pmbnn.spec import InferenceSpec
 
@@ -197,6 +198,7 @@ class AdviProgram:
         if self.batch_size is not None:
             # PyMC reports a minibatch loss divided by rows / batch_size; store the full-data scale.
             losses = losses * (self.rows / self.batch_size)
+        raise_if_interrupted()
         if self.plateau.converged_at is None and len(losses) < settings.iterations:
             raise KeyboardInterrupt  # pm.fit swallows Ctrl-C and returns a half-fitted result
         return self.inference.approx, losses

@@ -7,7 +7,9 @@ with at least ``diverging``, ``energy``, ``tree_depth`` and ``reached_max_treede
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -21,6 +23,7 @@ from pmbnn.inference.backends import (
     compile_backend,
     use_all_cpu_cores_for_jax,
 )
+from pmbnn.interrupts import child_process_context, handle_signals, raise_if_interrupted
 from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
 
@@ -55,10 +58,11 @@ def sample_nuts(
     options: dict = {}
     if sampler == "pymc":
         options["step"] = step or build_step(bnn, settings)
-        if "jax" in sys.modules and cores > 1:
-            # Forking a process in which JAX runs threads (an earlier ADVI fit, a JAX sampler)
-            # can deadlock the chains; start them from a clean server process instead.
-            options["mp_ctx"] = "forkserver"
+        # Forking a process in which JAX runs threads (an earlier ADVI fit, a JAX sampler)
+        # can deadlock the chains; start them from a clean server process instead. Either way
+        # the chain processes die with this one, even when it is killed outright.
+        start_method = "forkserver" if "jax" in sys.modules else "fork"
+        options["mp_ctx"] = child_process_context(start_method)
     elif sampler == "nutpie":
         options["nuts"] = {"target_accept": settings.target_accept}
         if compile_backend(settings.backend) == "jax":
@@ -76,20 +80,41 @@ def sample_nuts(
             "chain_method": "parallel" if parallel else "vectorized",
         }
     limit = one_blas_thread_per_process() if sampler == "pymc" and cores > 1 else nullcontext()
-    with limit, bnn.model:
-        trace = pm.sample(
-            draws=settings.draws,
-            tune=settings.tune,
-            chains=chains,
-            cores=cores,
-            random_seed=settings.seed,
-            nuts_sampler=sampler,
-            progressbar=progress,
-            quiet=not progress,
-            compute_convergence_checks=False,
-            **options,
+    # Every backend swallows Ctrl-C in its own way (PyMC and nutpie return what they have);
+    # the signal is recorded, and a trace cut short is never returned as if complete.
+    with handle_signals((signal.SIGINT,)), limit, bnn.model, warnings.catch_warnings():
+        # Raised on converting a trace cut short (more chains than draws), never otherwise wrong.
+        warnings.filterwarnings("ignore", "Found chain dimension to be longer")
+        try:
+            trace = pm.sample(
+                draws=settings.draws,
+                tune=settings.tune,
+                chains=chains,
+                cores=cores,
+                random_seed=settings.seed,
+                nuts_sampler=sampler,
+                progressbar=progress,
+                quiet=not progress,
+                compute_convergence_checks=False,
+                **options,
+            )
+        except Exception:
+            raise_if_interrupted()  # the interrupt, not what it broke, is the cause
+            raise
+        raise_if_interrupted()
+    trace = _common_layout(trace)
+    _check_complete(trace, settings)
+    return trace
+
+
+def _check_complete(trace: DataTree, settings: InferenceSpec) -> None:
+    """KeyboardInterrupt if the sampler returned fewer chains or draws than asked for."""
+    sizes = trace["posterior"].sizes
+    got, wanted = (sizes["chain"], sizes["draw"]), (settings.chains, settings.draws)
+    if got != wanted:
+        raise KeyboardInterrupt(
+            f"sampling stopped early: {got[0]} chains x {got[1]} draws of {wanted[0]} x {wanted[1]}"
         )
-    return _common_layout(trace)
 
 
 @contextmanager

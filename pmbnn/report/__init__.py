@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from pmbnn import jsontext
 from pmbnn.diagnostics import FAIL, Diagnosis, diagnose, format_number
-from pmbnn.files import check_writable, write_folder
+from pmbnn.files import Destination, OutputKind
 from pmbnn.fitted import FittedBnn
 from pmbnn.inference.advi import LOSS_GROUP
 from pmbnn.model import NOISE
@@ -21,6 +22,7 @@ from pmbnn.predictive_checks import calibration, loo, posterior_predictive
 from pmbnn.report import figures
 from pmbnn.run import load_metrics, load_run
 
+REPORT = OutputKind("report", legacy_files=frozenset({"index.html", "report.json"}))
 TRACE_PROBES = 3  # function values shown in trace and rank plots, beside sigma
 GRID_POINTS = 300
 BAND_LEVELS = (0.05, 0.25, 0.75, 0.95)  # bounds of the central 90% and 50% intervals
@@ -35,14 +37,14 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, force: 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_report_dir(run_dir)
     fitted = load_run(run_dir)
-    check_writable(out_dir, force)  # before the work, not after it
-    numbers, page = render(fitted, run_dir)
+    with Destination(out_dir, REPORT, force, [run_dir]) as destination:  # before the work
+        numbers, page = render(fitted, run_dir)
 
-    def fill(folder: Path) -> None:
-        (folder / "index.html").write_text(page, encoding="utf-8")
-        (folder / "report.json").write_text(json.dumps(numbers, indent=2) + "\n")
+        def fill(folder: Path) -> None:
+            (folder / "index.html").write_text(page, encoding="utf-8")
+            (folder / "report.json").write_text(jsontext.dumps(numbers, True))
 
-    return write_folder(out_dir, fill, force), numbers
+        return destination.write(fill), numbers
 
 
 def render(fitted: FittedBnn, run_dir: Path) -> tuple[dict, str]:

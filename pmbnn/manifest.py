@@ -1,0 +1,107 @@
+"""What pmbnn wrote into a folder, so that it can tell its own output, and notice any change.
+
+Every folder pmbnn writes (a run, a report) holds ``manifest.json``: the kind of output, the
+format version, and the size and sha256 of every other file. The manifest carries a checksum
+of its own canonical text, so a change to any byte of any file, the manifest included, is
+detected; and a folder whose manifest lists every file in it is known to hold nothing a user
+put there, which is what lets ``--force`` replace it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pmbnn.errors import PmbnnError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+WRITER = "pmbnn"
+_CHUNK = 1 << 20
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _canonical(content: dict) -> str:
+    return json.dumps(content, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _checksum(content: dict) -> str:
+    body = {key: value for key, value in content.items() if key != "checksum"}
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
+
+
+def write_manifest(folder: Path, kind: str) -> None:
+    """List every file in folder (flat: pmbnn writes no subfolders) in its manifest."""
+    from importlib.metadata import version
+
+    files = sorted(p for p in folder.iterdir() if p.name != MANIFEST)
+    nested = [p.name for p in files if not p.is_file()]
+    if nested:
+        raise ValueError(f"manifests cover flat folders only; {folder} holds {nested}")
+    content = {
+        "writer": WRITER,
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        "pmbnn_version": version("pmbnn"),
+        "files": {p.name: {"bytes": p.stat().st_size, "sha256": file_digest(p)} for p in files},
+    }
+    content["checksum"] = _checksum(content)
+    (folder / MANIFEST).write_text(_canonical(content))
+
+
+def read_manifest(folder: Path) -> dict:
+    """The folder's manifest, checked against itself; PmbnnError naming what is wrong."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise PmbnnError(f"{folder} has no {MANIFEST}")
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    try:
+        content = json.loads(text)
+    except json.JSONDecodeError:
+        raise PmbnnError(f"{path} is not valid JSON") from None
+    if not isinstance(content, dict) or content.get("writer") != WRITER:
+        raise PmbnnError(f"{path} was not written by pmbnn")
+    if text != _canonical(content) or content.get("checksum") != _checksum(content):
+        raise PmbnnError(f"{path} was changed after pmbnn wrote it")
+    return content
+
+
+def verify(folder: Path, kind: str) -> None:
+    """Raise PmbnnError unless folder is a complete, unchanged pmbnn output of this kind."""
+    content = read_manifest(folder)
+    if content["kind"] != kind:
+        raise PmbnnError(f"{folder} is a pmbnn {content['kind']}, not a {kind}")
+    if content["format_version"] != FORMAT_VERSION:
+        raise PmbnnError(
+            f"{folder} has format version {content['format_version']}; this pmbnn reads "
+            f"version {FORMAT_VERSION}"
+        )
+    for name, expected in content["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise PmbnnError(f"{path} is missing")
+        if path.stat().st_size != expected["bytes"] or file_digest(path) != expected["sha256"]:
+            raise PmbnnError(f"{path} was changed after pmbnn wrote it (its checksum differs)")
+
+
+def foreign_entries(folder: Path, kind: str) -> list[str] | None:
+    """Entries of folder that pmbnn did not write as a `kind`; None if it is not one at all.
+
+    Used before replacing a folder: only one that pmbnn wrote, holding nothing else, may go.
+    """
+    try:
+        content = read_manifest(folder)
+    except PmbnnError:
+        return None
+    if content["kind"] != kind:
+        return None
+    listed = {MANIFEST, *content["files"]}
+    return sorted(p.name for p in folder.iterdir() if p.name not in listed)
