@@ -136,10 +136,14 @@ def _check_feature_choice(
     unnamed = [c for c in features if c in frame.columns and is_unnamed(c)]
     if unnamed:
         position = list(frame.columns).index(unnamed[0]) + 1
-        how = "leave it out of --features" if chosen else "or choose the inputs with --features"
+        fix = (
+            "leave it out of --features"
+            if chosen
+            else "name it, or choose the inputs with --features"
+        )
         raise PmbnnError(
             f"column {position} of {source} has no name (a row index written by pandas?); "
-            f"a row number is not an input: name the column, {how}"
+            f"a row number is not an input: {fix}"
         )
 
 

@@ -8,6 +8,7 @@ separated), ``index_features.txt``, ``index_target.txt``, ``index_train_K.txt`` 
 from __future__ import annotations
 
 import tomllib
+import warnings
 from importlib.resources import files
 from pathlib import Path
 
@@ -34,12 +35,12 @@ def load_uci(uci_dir: str | Path, name: str) -> Dataset:
     missing = [f for f in REQUIRED if not (folder / f).is_file()]
     if missing:
         raise PmbnnError(f"{folder} is not in the UCI layout: missing {', '.join(missing)}")
-    try:
-        raw = np.loadtxt(folder / "data.txt", ndmin=2)
-        features = np.loadtxt(folder / "index_features.txt", dtype=int, ndmin=1)
-        target = int(np.loadtxt(folder / "index_target.txt", dtype=int))
-    except (ValueError, TypeError) as exc:
-        raise PmbnnError(f"{folder} is not in the UCI layout: {exc}") from None
+    raw = _numbers(folder / "data.txt", float, ndmin=2)
+    features = _numbers(folder / "index_features.txt", int, ndmin=1)
+    target = _numbers(folder / "index_target.txt", int, ndmin=1)
+    if target.size != 1:
+        raise PmbnnError(f"{folder}/index_target.txt must hold one column number")
+    target = int(target[0])
     columns = raw.shape[1]
     if not (0 <= target < columns and ((features >= 0) & (features < columns)).all()):
         raise PmbnnError(
@@ -63,10 +64,7 @@ def split_rows(uci_dir: str | Path, name: str, split: int) -> tuple[np.ndarray, 
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise PmbnnError(f"split {split} of {name} is missing ({', '.join(missing)}) in {folder}")
-    try:
-        train, test = (np.loadtxt(p, dtype=int, ndmin=1) for p in paths)
-    except ValueError as exc:
-        raise PmbnnError(f"split {split} of {name} is not a list of row numbers: {exc}") from None
+    train, test = (_numbers(p, int, ndmin=1) for p in paths)
     rows = _row_count(folder)
     for part, indices in (("train", train), ("test", test)):
         outside = indices[(indices < 0) | (indices >= rows)]
@@ -82,6 +80,17 @@ def split_rows(uci_dir: str | Path, name: str, split: int) -> tuple[np.ndarray, 
             "training and test: fix the split files"
         )
     return train, test
+
+
+def _numbers(path: Path, dtype: type, ndmin: int) -> np.ndarray:
+    """A whitespace-separated file of numbers, or PmbnnError naming the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy warns, rather than fails, on an empty file
+            return np.loadtxt(path, dtype=dtype, ndmin=ndmin)
+    except (ValueError, TypeError, UserWarning) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PmbnnError(f"cannot read {path} as numbers ({reason}); fix the file") from None
 
 
 def _row_count(folder: Path) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pmbnn.cli import main
 
 
@@ -20,3 +22,12 @@ def assert_usage_error(code: int, err: str, *fragments: str) -> None:
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in err, err
+
+
+def strict_json(text: str) -> object:
+    """Parse JSON as other tools do: NaN and Infinity are not JSON."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)

@@ -13,7 +13,7 @@ from pmbnn.errors import PmbnnError
 from pmbnn.fitted import Refitter, fit_split
 from pmbnn.spec import Spec
 from pmbnn.uci import load_uci, published, split_rows
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.cli_helpers import assert_usage_error, run_cli, strict_json
 
 SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
 ROWS, SPLITS, TEST_ROWS = 60, 3, 10
@@ -54,7 +54,7 @@ def bench_run(uci_dir, tiny_spec, tmp_path_factory):
 
 def test_results_follow_the_documented_layout(bench_run):
     bench, summary = bench_run
-    stored = json.loads((bench.out_dir / "uci-yacht-advi.json").read_text())
+    stored = strict_json((bench.out_dir / "uci-yacht-advi.json").read_text())
     assert stored == json.loads(json.dumps(summary))
     assert [r["split"] for r in stored["splits"]] == [0, 1, 2]
     for row in stored["splits"]:

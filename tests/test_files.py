@@ -3,7 +3,6 @@ nothing half-written on a full disk, and what a killed writer left behind is cle
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -18,7 +17,7 @@ import pytest
 from pmbnn.errors import PmbnnError
 from pmbnn.files import Destination, OutputKind, write_folder
 from pmbnn.run import RUN, RUN_FILES, load_run
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.cli_helpers import assert_usage_error, run_cli, strict_json
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND = OutputKind("thing", legacy_files=frozenset({"a.txt"}))
@@ -314,15 +313,21 @@ def test_a_full_disk_during_the_save_leaves_nothing(tmp_path):
         subprocess.run(["umount", str(disk)], check=True)
 
 
-def test_every_json_written_is_strict(small_advi_run, tmp_path, capsys):
-    def strict(text: str) -> object:
-        def refuse(constant: str) -> None:
-            raise ValueError(f"{constant} is not JSON")
-
-        return json.loads(text, parse_constant=refuse)
-
+def test_every_json_written_is_strict(small_advi_run, capsys):
+    """(report.json and the bench's results: in their own tests.)"""
     for name in ("meta.json", "metrics.json", "manifest.json"):
-        strict((small_advi_run / name).read_text())
+        strict_json((small_advi_run / name).read_text())
     code, out, _ = run_cli(capsys, "diagnose", str(small_advi_run), "--json")
     assert code == 0
-    strict(out)
+    assert strict_json(out)["run"] == str(small_advi_run)
+
+
+def test_a_statistic_that_cannot_be_computed_is_null_and_a_metric_never_nan():
+    from pmbnn import jsontext
+
+    value = {"r_hat": np.float64("nan"), "k": [np.inf, 1]}
+    assert strict_json(jsontext.dumps(value, null_for_non_finite=True)) == {
+        "r_hat": None, "k": [None, 1]
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        jsontext.dumps({"test_rmse": float("nan")})

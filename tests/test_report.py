@@ -15,7 +15,7 @@ from scipy.special import logsumexp
 from pmbnn.diagnostics import diagnose
 from pmbnn.predict import mixture_quantiles, predictive_cdf
 from pmbnn.predictive_checks import COVERAGE_LEVELS, calibration, loo
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.cli_helpers import assert_usage_error, run_cli, strict_json
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -49,7 +49,7 @@ def run_report(run: Path, out: Path) -> int:
 
 
 def test_nuts_report_numbers(nuts_report, sine_fitted):
-    numbers = json.loads((nuts_report / "report.json").read_text())
+    numbers = strict_json((nuts_report / "report.json").read_text())
     assert numbers["diagnostics"]["verdict"] == diagnose(sine_fitted).verdict
     assert numbers["spec"]["inference"]["method"] == "nuts"
     coverage = numbers["calibration"]["coverage"]
@@ -79,7 +79,7 @@ def test_nuts_report_numbers(nuts_report, sine_fitted):
 
 
 def test_advi_report_numbers(advi_report):
-    numbers = json.loads((advi_report / "report.json").read_text())
+    numbers = strict_json((advi_report / "report.json").read_text())
     checks = [c["name"] for c in numbers["diagnostics"]["checks"]]
     assert checks == ["loss_convergence", "pareto_k"]
     assert numbers["loo"]["approximate_posterior_correction"]
