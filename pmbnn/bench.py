@@ -27,7 +27,7 @@ from pmbnn import jsontext
 from pmbnn.errors import DataWarning, PmbnnError
 from pmbnn.files import exclusive, replace_file
 from pmbnn.fitted import Refitter, fit_split
-from pmbnn.interrupts import die_with_parent
+from pmbnn.interrupts import CompletedBeforeInterrupt, die_with_parent
 from pmbnn.spec import MAX_SEED, Spec, load_spec
 from pmbnn.uci import available_splits, load_uci, published, split_rows
 
@@ -109,9 +109,15 @@ def run_bench(bench: UciBench, workers: int | None = None, progress: bool = Fals
             workers = max(1, min(workers, len(pending) or 1))
             if pending:
                 _run_pending(bench, pending, workers, progress)
-        except BaseException:
-            if created and not list(bench.work_dir.glob("split-*.json")):
+        except BaseException as exc:
+            finished = len(list(bench.work_dir.glob("split-*.json")))
+            if created and not finished:
                 shutil.rmtree(bench.work_dir, ignore_errors=True)  # nothing worth resuming
+            if finished and isinstance(exc, KeyboardInterrupt):
+                raise CompletedBeforeInterrupt(
+                    f"the {finished} finished split(s) are kept in {bench.work_dir}; the same "
+                    "command resumes from them"
+                ) from exc
             raise
         results = [json.loads(_split_file(bench, s).read_text()) for s in bench.splits]
         summary = summarize(bench, results, workers)
@@ -197,6 +203,7 @@ def _run_pending(bench: UciBench, pending: list[int], workers: int, progress: bo
         pool.shutdown(wait=False, cancel_futures=True)
         for worker in set(active_children()) - children_before:
             worker.terminate()
+        pool.shutdown()  # returns at once now; releases the pool's pipes and locks
         raise
     pool.shutdown()
 

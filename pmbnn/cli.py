@@ -154,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 def entry_point() -> None:
     """The ``pmbnn`` program: `main`, then an exit that cannot hang or show a traceback.
 
-    After an interrupt the process ends at once: JAX may still be running a computation the
-    interrupt abandoned, and Python's normal exit would wait for it to finish.
+    After an interrupt, with JAX loaded, the process ends at once: JAX may still be running a
+    computation the interrupt abandoned, and Python's normal exit would wait for it to finish.
     """
     try:
         code = main()
@@ -169,7 +169,7 @@ def entry_point() -> None:
             file=sys.stderr,
         )
         code = INTERNAL_ERROR
-    if code in interrupts.EXIT_CODES.values():
+    if code in interrupts.EXIT_CODES.values() and "jax" in sys.modules:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -127,23 +127,7 @@ class Destination:
                 )
 
     def _make_parent(self) -> None:
-        parent = self.path.parent
-        missing = [p for p in (parent, *parent.parents) if not p.exists()]
-        for folder in reversed(missing):
-            try:
-                folder.mkdir()
-            except FileExistsError:
-                if not folder.is_dir():
-                    raise PmbnnError(
-                        f"cannot write {self.path}: {folder} is not a folder; choose another --out"
-                    ) from None
-            except OSError as exc:
-                raise _write_error(self.path, exc) from None
-            self._created.append(folder)
-        if not parent.is_dir():
-            raise PmbnnError(
-                f"cannot write {self.path}: {parent} is not a folder; choose another --out"
-            )
+        _make_parents(self.path, self._created)
 
     def _recover_leftovers(self) -> None:
         """Clean up after writers to this path that were killed (their lock is free now)."""
@@ -231,9 +215,7 @@ class Destination:
             self._lock.release()
             self._lock = None
         if failed:
-            for folder in reversed(self._created):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only if still empty
+            _remove_if_empty(self._created)
         self._created = []
 
 
@@ -252,15 +234,18 @@ def write_folder(
 @contextlib.contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold the writer's lock of path for the block (a benchmark's work folder, say)."""
+    created: list[Path] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
-    lock = _Lock(_sibling(path, "pmbnn-lock"), path)
+        _make_parents(path, created)
+        lock = _Lock(_sibling(path, "pmbnn-lock"), path)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
     try:
         yield
     finally:
         lock.release()
+        _remove_if_empty(created)
 
 
 def replace_file(path: Path, text: str) -> None:
@@ -319,6 +304,30 @@ class _Lock:
         with contextlib.suppress(OSError):
             self.path.unlink()
         os.close(self.fd)
+
+
+def _make_parents(path: Path, created: list[Path]) -> None:
+    """Make path's missing parent folders, listing each in `created` (to remove on failure)."""
+    parent = path.parent
+    missing = [p for p in (parent, *parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            pass  # made meanwhile; checked below
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+        else:
+            created.append(folder)
+    if not parent.is_dir():
+        bad = next(p for p in (parent, *parent.parents) if p.exists() and not p.is_dir())
+        raise PmbnnError(f"cannot write {path}: {bad} is not a folder; choose another --out")
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if still empty
 
 
 def _sibling(path: Path, suffix: str) -> Path:

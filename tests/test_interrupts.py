@@ -157,7 +157,7 @@ def test_sigkill_leaves_no_process_and_nothing_taken_for_a_run(tmp_path, capsys,
     load_run(tmp_path / "run")
 
 
-@pytest.mark.parametrize("sampler", ["numpyro", "nutpie"])
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax", "nutpie"])
 def test_jax_and_rust_samplers_interrupted_while_sampling(tmp_path, sampler):
     """nutpie returned an empty trace (a traceback), NumPyro's computation held the exit."""
     spec = NUTS.format(sampler=sampler)
@@ -175,6 +175,31 @@ def test_advi_terminated(tmp_path):
         time.sleep(0.2)
     time.sleep(3.0)
     assert_stopped_cleanly(fit, signal.SIGTERM, tmp_path, "run")
+
+
+def test_bench_terminated_stops_its_workers(tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "uci" / "tiny"
+    folder.mkdir(parents=True)
+    np.savetxt(folder / "data.txt", np.random.default_rng(0).normal(size=(20, 3)))
+    np.savetxt(folder / "index_features.txt", [0, 1], fmt="%d")
+    np.savetxt(folder / "index_target.txt", [2], fmt="%d")
+    for split in range(2):
+        np.savetxt(folder / f"index_train_{split}.txt", range(split, 15 + split), fmt="%d")
+        np.savetxt(folder / f"index_test_{split}.txt", range(15 + split, 20), fmt="%d")
+    spec = ADVI.format(iterations=10_000_000).replace(SINE, "[network]\nhidden = [2]\n")
+    (tmp_path / "spec.toml").write_text(spec)
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "pmbnn", "bench", "uci", "--dataset", "tiny", "--uci-dir", "uci",
+         "--spec", "spec.toml", "--method", "advi", "--out", "results", "--workers", "2"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env=os.environ | {"CI": "true"},
+    )  # fmt: skip
+    wait_for_chain_processes(bench, 3)  # the bench and its two worker processes
+    time.sleep(3.0)  # the workers are fitting
+    assert_stopped_cleanly(bench, signal.SIGTERM, tmp_path, "results")
+    assert not (tmp_path / "results").exists()  # no split finished: no work folder either
 
 
 def test_two_fits_racing_for_one_out_cannot_both_succeed(tmp_path):
