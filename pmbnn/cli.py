@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pmbnn",
         description="Bayesian neural networks as PyMC models. With no command: "
         "fit the built-in sine-gap example.",
+        epilog="exit codes: 0 done; 1 'diagnose --strict' found a FAIL; 2 bad input (a damaged "
+        "run, a busy or protected --out included), nothing written; 130 / 143 interrupted by "
+        "Ctrl-C / SIGTERM, nothing written; 3 internal error (a bug in pmbnn)",
     )
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 

@@ -134,3 +134,19 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     missing = tmp_path / "none.toml"
     expected = f"pmbnn: error: spec file not found: {missing} (give the path of a .toml spec)"
     assert result.stderr.strip() == expected
+
+
+def test_an_internal_error_is_one_line_and_its_own_exit_code(monkeypatch, capsys):
+    """A bug is not bad input (2) nor a failed check (1): exit 3, one line, no traceback."""
+    from pmbnn import cli
+
+    def broken() -> int:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "main", broken)
+    with pytest.raises(SystemExit) as info:
+        cli.entry_point()
+    assert info.value.code == cli.INTERNAL_ERROR == 3
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "internal error (a bug in pmbnn" in err and "ZeroDivisionError" in err
