@@ -98,6 +98,7 @@ def run_bench(bench: UciBench, workers: int | None = None, progress: bool = Fals
     One bench at a time per work folder: a second one is refused (exit 2), not mixed in.
     """
     with exclusive(bench.work_dir):
+        _check_results_are_ours(bench)
         created = not bench.work_dir.exists()
         try:
             _prepare_work_dir(bench)
@@ -154,6 +155,30 @@ def summarize(bench: UciBench, results: list[dict], workers: int) -> dict:
     }
 
 
+def _check_results_are_ours(bench: UciBench) -> None:
+    """The results files are rewritten on every run: only if pmbnn wrote them, for this bench."""
+    for suffix in (".json", ".md"):
+        path = bench.out_dir / f"{bench.name}{suffix}"
+        if path.exists() and not _is_result_of(bench, path):
+            raise PmbnnError(
+                f"{path} exists and is not a pmbnn result of this bench; choose another --out"
+            )
+
+
+def _is_result_of(bench: UciBench, path: Path) -> bool:
+    try:
+        text = path.read_text()
+        if path.suffix == ".md":
+            return text.startswith(f"# UCI {bench.dataset}: pmbnn {bench.method}\n")
+        content = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(content, dict) and (content.get("dataset"), content.get("method")) == (
+        bench.dataset,
+        bench.method,
+    )
+
+
 def _prepare_work_dir(bench: UciBench) -> None:
     try:
         bench.work_dir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +209,13 @@ def _split_file(bench: UciBench, split: int) -> Path:
 
 def _run_pending(bench: UciBench, pending: list[int], workers: int, progress: bool) -> None:
     context = get_context("spawn")  # fresh interpreters: no forked PyTensor or thread state
-    arguments = (bench.spec.to_toml(), str(bench.uci_dir), bench.dataset, str(bench.work_dir))
+    arguments = (
+        os.getpid(),
+        bench.spec.to_toml(),
+        str(bench.uci_dir),
+        bench.dataset,
+        str(bench.work_dir),
+    )
     pool = ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=arguments
     )
@@ -211,11 +242,11 @@ def _run_pending(bench: UciBench, pending: list[int], workers: int, progress: bo
 _WORKER: dict = {}
 
 
-def _init_worker(spec_toml: str, uci_dir: str, dataset: str, work_dir: str) -> None:
+def _init_worker(parent: int, spec_toml: str, uci_dir: str, dataset: str, work_dir: str) -> None:
     """Per process, once: the data and spec, and quiet logs."""
     import logging
 
-    die_with_parent()  # a bench killed outright leaves no worker running on
+    die_with_parent(parent)  # a bench killed outright leaves no worker running on
 
     import pymc  # noqa: F401  (sets its logger on import)
 

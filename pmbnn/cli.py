@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from pmbnn import interrupts
-from pmbnn.errors import DataWarning, PmbnnError
+from pmbnn.errors import PmbnnError, PmbnnWarning
 
 BUILTIN_SPEC = Path(__file__).resolve().parent.parent / "models" / "sine-gap.toml"
 USAGE_ERROR = 2
@@ -127,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     progress = sys.stderr.isatty() and not os.environ.get("CI")
-    if not progress:
-        import pymc  # noqa: F401  (its import sets its logger to INFO; quiet it afterwards)
-
-        logging.getLogger("pymc").setLevel(logging.WARNING)
     with interrupts.handle_signals():
         try:
+            if not progress:
+                import pymc  # noqa: F401  (its import sets its logger to INFO; quiet it after)
+
+                logging.getLogger("pymc").setLevel(logging.WARNING)
             with warnings.catch_warnings():  # restores showwarning afterwards
-                warnings.simplefilter("always", DataWarning)
-                warnings.showwarning = _show_data_warning
+                warnings.simplefilter("always", PmbnnWarning)
+                warnings.showwarning = _show_warning
                 return _run(args, progress)
         except PmbnnError as exc:
             print(f"pmbnn: error: {exc}", file=sys.stderr)
@@ -162,6 +162,9 @@ def entry_point() -> None:
     """
     try:
         code = main()
+    except KeyboardInterrupt:  # before pmbnn's own handling began (Python's start-up)
+        print("pmbnn: interrupted (SIGINT); nothing was written", file=sys.stderr)
+        code = 130
     except Exception as exc:  # a bug: one line that says so and where, and a code of its own
         import traceback
 
@@ -179,9 +182,9 @@ def entry_point() -> None:
     sys.exit(code)
 
 
-def _show_data_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Data warnings as one plain line; anything else as Python would show it."""
-    if issubclass(category, DataWarning):
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """pmbnn's warnings as one plain line; anything else as Python would show it."""
+    if issubclass(category, PmbnnWarning):
         print(f"pmbnn: warning: {message}", file=sys.stderr)
     else:
         sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -265,7 +268,8 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
         fitted, metrics = fit(spec, progress=progress)
         seconds = time.perf_counter() - started
         save_run(fitted, metrics, destination)
-    print(_summary(name, spec, metrics, seconds, out_dir))
+    with interrupts.deferred(f"{out_dir} was written completely"):
+        print(_summary(name, spec, metrics, seconds, out_dir))
     return 0
 
 
@@ -284,7 +288,8 @@ def _predict(args: argparse.Namespace) -> int:
     with Destination(args.out, PREDICTIONS, args.force, [args.data, args.run]) as destination:
         table = fitted.predict(x).to_frame()
         destination.write(lambda path: table.to_csv(path, index=False))
-    print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+    with interrupts.deferred(f"{args.out} was written completely"):
+        print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -308,7 +313,8 @@ def _report(args: argparse.Namespace) -> int:
     out_dir = args.out or default_report_dir(args.run)
     folder, numbers = build_report(args.run, out_dir, force=args.force)
     verdict = numbers["diagnostics"]["verdict"]
-    print(f"wrote {folder / 'index.html'} and report.json (diagnostics verdict: {verdict})")
+    with interrupts.deferred(f"{folder} was written completely"):
+        print(f"wrote {folder / 'index.html'} and report.json (diagnostics verdict: {verdict})")
     return 0
 
 

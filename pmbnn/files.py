@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,21 +30,20 @@ except ImportError:  # Windows: no advisory locks; one writer per output is not 
     fcntl = None  # type: ignore[assignment]
 
 from pmbnn import interrupts
-from pmbnn.errors import PmbnnError
-from pmbnn.manifest import MANIFEST, foreign_entries, write_manifest
+from pmbnn.errors import OutputWarning, PmbnnError
+from pmbnn.manifest import MANIFEST, foreign_entries, verify, write_manifest
 
 
 @dataclass(frozen=True)
 class OutputKind:
     """What pmbnn writes at a path: a folder with a manifest, or a single file.
 
-    ``legacy_files``: the exact contents of such a folder written before manifests existed,
-    still recognised as pmbnn's. ``is_ours``: for a file, whether pmbnn wrote it.
+    ``is_ours``: for a file, whether pmbnn wrote it; for a folder, whether it is one that pmbnn
+    wrote before manifests existed (recognised by its exact contents), still pmbnn's to replace.
     """
 
     name: str
     folder: bool = True
-    legacy_files: frozenset[str] = frozenset()
     is_ours: Callable[[Path], bool] | None = None
 
 
@@ -138,16 +138,25 @@ class Destination:
         path = self.path
         for stale in path.parent.glob(_prefix(path, "staging", glob=True) + "*"):
             _remove(stale)
-        retired = sorted(
-            path.parent.glob(_prefix(path, "retired", glob=True) + "*"),
-            key=lambda p: p.stat().st_mtime_ns,
-        )
-        if retired and not os.path.lexists(path):
-            # Killed between moving the old output aside and moving the new one in: put the old
-            # one back, so that nothing the user had is lost.
-            retired.pop().rename(path)
-        for leftover in retired:
-            _remove(leftover)
+        for trash in path.parent.glob(_prefix(path, "trash", glob=True) + "*"):
+            _remove(trash)
+        for retired in path.parent.glob(_prefix(path, "retired", glob=True) + "*"):
+            if not os.path.lexists(path) and self._is_whole_output(retired):
+                # Killed between moving the old output aside and moving the new one in: put the
+                # old one back, so that nothing the user had is lost.
+                retired.rename(path)
+            else:
+                _remove(retired)
+
+    def _is_whole_output(self, path: Path) -> bool:
+        """Whether path is a complete, unchanged output of this kind (checksums and all)."""
+        if not self.kind.folder:
+            return self.kind.is_ours is not None and self.kind.is_ours(path)
+        try:
+            verify(path, self.kind.name)
+        except PmbnnError:
+            return False
+        return foreign_entries(path, self.kind.name) == []
 
     def _check_replaceable(self) -> None:
         path = self.path
@@ -171,8 +180,7 @@ class Destination:
             return None
         if not path.is_dir():
             return f"is a file, not a pmbnn {kind.name} folder"
-        entries = {p.name for p in path.iterdir()}
-        if kind.legacy_files and entries == kind.legacy_files:
+        if kind.is_ours is not None and kind.is_ours(path):
             return None  # written by a pmbnn from before manifests
         foreign = foreign_entries(path, kind.name)
         if foreign is None:
@@ -188,19 +196,23 @@ class Destination:
             if os.path.lexists(path):
                 # Something appeared while this command worked; the checks apply again.
                 self._check_replaceable()
-                retired = _sibling(path, f"pmbnn-retired-{secrets.token_hex(4)}")
+                token = secrets.token_hex(4)
+                retired = _sibling(path, f"pmbnn-retired-{token}")
                 path.rename(retired)
                 try:
                     staging.rename(path)
                 except BaseException:
                     retired.rename(path)
                     raise
-                _remove(retired)
+                # Renamed before deleting: a deletion cut short is never mistaken for the
+                # previous output and put back.
+                trash = _sibling(path, f"pmbnn-trash-{token}")
+                retired.rename(trash)
+                _remove(trash)
             elif self.kind.folder:
                 staging.rename(path)  # under the lock: no other pmbnn writer can race this
             else:
-                os.link(staging, path)  # fails if the path appeared: never replaces
-                staging.unlink()
+                _rename_no_replace(staging, path)
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                 raise PmbnnError(
@@ -212,15 +224,17 @@ class Destination:
         _sync_folder(path.parent)
 
     def _release(self, failed: bool) -> None:
-        if self.staging is not None:
-            _remove(self.staging)
-            self.staging = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-        if failed:
-            _remove_if_empty(self._created)
-        self._created = []
+        try:
+            if self.staging is not None:
+                _remove(self.staging)
+                self.staging = None
+        finally:  # a second Ctrl-C while cleaning up must not leave this path locked
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            if failed:
+                _remove_if_empty(self._created)
+            self._created = []
 
 
 def write_folder(
@@ -274,41 +288,85 @@ class _Lock:
 
     flock is released by the kernel when the process dies, however it dies, so a killed writer
     never blocks the next one. The file is removed on release; a writer that opened it just
-    before checks that it still holds the file at that name.
+    before checks that it still holds the file at that name. On a file system without locks
+    (some network and FUSE mounts) the output is written without one, and a warning says so.
     """
 
     def __init__(self, lock_path: Path, target: Path):
         self.path = lock_path
+        self.fd: int | None = None
         while True:
             try:
                 fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise _write_error(target, exc) from None
             try:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 32).decode(errors="replace").strip()
+                if self._lock(fd, target) and _still_named(lock_path, fd):
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
+                    self.fd = fd
+                    return
+            except BaseException:  # an interrupt included: a lock never outlives this call
                 os.close(fd)
-                raise PmbnnError(
-                    f"another pmbnn process{f' (pid {holder})' if holder else ''} is writing "
-                    f"{target} now; wait for it to finish, or choose another --out"
-                ) from None
-            try:
-                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+                raise
             os.close(fd)  # its holder removed it as we opened it: take the new one
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
+
+    @staticmethod
+    def _lock(fd: int, target: Path) -> bool:
+        if fcntl is None:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            raise PmbnnError(
+                f"another pmbnn process{f' (pid {holder})' if holder else ''} is writing "
+                f"{target} now; wait for it to finish, or choose another --out"
+            ) from None
+        except OSError as exc:  # ENOLCK, ENOSYS, EOPNOTSUPP: this file system has no locks
+            warnings.warn(
+                f"{target.parent} does not support file locks ({exc.strerror}); writing "
+                f"{target} without keeping other pmbnn processes out",
+                OutputWarning,
+                stacklevel=4,
+            )
+        return True
 
     def release(self) -> None:
+        if self.fd is None:
+            return
         with contextlib.suppress(OSError):
             self.path.unlink()
         os.close(self.fd)
+        self.fd = None
+
+    def __del__(self) -> None:  # a lock dropped by an interrupt is still released
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+def _rename_no_replace(source: Path, target: Path) -> None:
+    """Move a file to target, failing (FileExistsError) if something is there."""
+    try:
+        os.link(source, target)  # atomic, and never replaces
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+            raise
+        # No hard links on this file system (vfat, some network mounts): the lock keeps other
+        # pmbnn writers out, so a check before the rename is enough.
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        source.rename(target)
+        return
+    source.unlink()
+
+
+def _still_named(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _make_parents(path: Path, created: list[Path]) -> None:
@@ -325,7 +383,7 @@ def _make_parents(path: Path, created: list[Path]) -> None:
         else:
             created.append(folder)
     if not parent.is_dir():
-        bad = next(p for p in (parent, *parent.parents) if p.exists() and not p.is_dir())
+        bad = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), parent)
         raise PmbnnError(f"cannot write {path}: {bad} is not a folder; choose another --out")
 
 

@@ -119,9 +119,9 @@ class FittedBnn:
             row = int(np.argmin(finite))
             distance = np.abs(self.scaler.x(self.input_matrix(x)[row])).max()
             raise PmbnnError(
-                f"the prediction for input row {row} (counting from 0) is not finite: the "
-                f"input lies {distance:.3g} training sds from the training data, too far for "
-                "float64; nothing was written"
+                f"the prediction for input row {row} (counting from 0) is not finite (the "
+                f"input is {distance:.3g} training sds from the training mean): an input that "
+                "far, or a fit that diverged, overflows float64; nothing was written"
             )
         return prediction
 

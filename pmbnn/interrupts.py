@@ -106,25 +106,28 @@ def deferred(note: str) -> Iterator[None]:
         raise CompletedBeforeInterrupt(note)
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the process that started it dies.
+def die_with_parent(creator: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit now if `creator` (the
+    process that asked for this one) is already gone.
 
     Called first thing in sampling and benchmark worker processes: without it, a parent killed
-    by SIGKILL (or any signal it does not handle) leaves them blocked on a pipe forever.
-    No-op where prctl does not exist.
+    by SIGKILL (or any signal it does not handle) leaves them blocked on a pipe forever. The
+    kernel part is Linux's prctl; elsewhere only the check is made.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before the request took effect
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        os.kill(creator, 0)  # after the request, so a death in between is not missed
+    except ProcessLookupError:
         os._exit(1)
+    except PermissionError:
+        pass  # alive, under another user
 
 
-def _run_orphan_proof(run: Callable[[], None]) -> None:
-    """A child's run(): dies with its parent, and quietly when the parent is gone."""
-    die_with_parent()
+def _run_orphan_proof(run: Callable[[], None], creator: int) -> None:
+    """A child's run(): dies with its creator, and quietly when the creator is gone."""
+    die_with_parent(creator)
     try:
         run()
     except (BrokenPipeError, ConnectionResetError, EOFError):
@@ -132,15 +135,22 @@ def _run_orphan_proof(run: Callable[[], None]) -> None:
 
 
 class _ForkChild(multiprocessing.context.ForkProcess):
+    def __init__(self, *args: object, **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self._creator = os.getpid()
+
     def run(self) -> None:
-        _run_orphan_proof(super().run)
+        _run_orphan_proof(super().run, self._creator)
 
 
 class _ForkServerChild(multiprocessing.context.ForkServerProcess):
+    def __init__(self, *args: object, **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self._creator = os.getpid()  # travels with the process object to the forkserver
+
     def run(self) -> None:
-        # The forkserver is the parent; it exits when this process's creator dies, so the
-        # chain follows both.
-        _run_orphan_proof(super().run)
+        # The forkserver is the parent; it exits when the creator dies, so the chain follows.
+        _run_orphan_proof(super().run, self._creator)
 
 
 class _ForkContext(multiprocessing.context.ForkContext):

@@ -64,14 +64,38 @@ def read_manifest(folder: Path) -> dict:
         raise PmbnnError(f"{folder} has no {MANIFEST}")
     text = path.read_bytes().decode("utf-8", errors="replace")
     try:
-        content = json.loads(text)
-    except json.JSONDecodeError:
+        content = json.loads(text, parse_constant=_not_json)
+    except ValueError:  # JSONDecodeError included
         raise PmbnnError(f"{path} is not valid JSON") from None
     if not isinstance(content, dict) or content.get("writer") != WRITER:
         raise PmbnnError(f"{path} was not written by pmbnn")
     if text != _canonical(content) or content.get("checksum") != _checksum(content):
         raise PmbnnError(f"{path} was changed after pmbnn wrote it")
+    if not _well_formed(content):
+        raise PmbnnError(f"{path} does not describe a pmbnn output")
     return content
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _well_formed(content: dict) -> bool:
+    """The fields every manifest has, of the right types, naming plain files of the folder."""
+    files = content.get("files")
+    return (
+        isinstance(content.get("kind"), str)
+        and isinstance(content.get("format_version"), int)
+        and isinstance(files, dict)
+        and all(
+            isinstance(entry, dict)
+            and Path(name).name == name
+            and name not in ("", ".", "..", MANIFEST)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+            for name, entry in files.items()
+        )
+    )
 
 
 def verify(folder: Path, kind: str) -> None:

@@ -24,17 +24,30 @@ from pmbnn.model import INPUTS, OBSERVED, parameter_shapes
 from pmbnn.spec import Spec, load_spec
 
 RUN_FILES = ("spec.toml", "trace.nc", "meta.json", "metrics.json")
-RUN = OutputKind("run", legacy_files=frozenset(RUN_FILES))
+
+
+def _legacy_run(folder: Path) -> bool:
+    """A run written before manifests: exactly the four files, the metadata naming pmbnn."""
+    if {p.name for p in folder.iterdir()} != set(RUN_FILES):
+        return False
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        return "pmbnn" in meta["versions"] and "standardization" in meta
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+RUN = OutputKind("run", is_ours=_legacy_run)
 NETCDF_ENGINE = "h5netcdf"
 
 
 def save_run(
     fitted: FittedBnn,
     metrics: dict,
-    out: str | Path | Destination,
+    out_dir: str | Path | Destination,
     force: bool = False,
 ) -> Path:
-    """Write the run to `out` (a path, or a Destination reserved earlier); returns its folder."""
+    """Write the run to out_dir (a path, or a Destination reserved earlier); returns it."""
     meta = fitted.meta | {
         "feature_names": fitted.feature_names,
         "target": fitted.target,
@@ -54,9 +67,9 @@ def save_run(
             (folder / name).write_text(text)
         (folder / "trace.nc").write_bytes(trace_bytes)
 
-    if isinstance(out, Destination):
-        return out.write(fill)
-    return write_folder(out, RUN, fill, force)
+    if isinstance(out_dir, Destination):
+        return out_dir.write(fill)
+    return write_folder(out_dir, RUN, fill, force)
 
 
 def load_run(run_dir: str | Path) -> FittedBnn:

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import tomli_w
 from pydantic import (
     BaseModel,
@@ -36,9 +37,26 @@ MAX_SEED = 2**32 - 1
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+def _python_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _python_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_python_value(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 class _Section(BaseModel):
     # strict: `iterations = true` or `draws = "100"` is an error, not 1 or 100.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _python_values(cls, data: Any) -> Any:
+        """NumPy scalars and tuples, as Python code passes them, are the numbers and lists
+        they stand for (strict mode would refuse them); bools and strings stay what they are."""
+        return _python_value(data) if isinstance(data, dict) else data
 
 
 class NetworkSpec(_Section):

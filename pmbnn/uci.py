@@ -65,7 +65,7 @@ def split_rows(uci_dir: str | Path, name: str, split: int) -> tuple[np.ndarray, 
     if missing:
         raise PmbnnError(f"split {split} of {name} is missing ({', '.join(missing)}) in {folder}")
     train, test = (_numbers(p, int, ndmin=1) for p in paths)
-    rows = _row_count(folder)
+    rows = _numbers(folder / "data.txt", float, ndmin=2).shape[0]
     for part, indices in (("train", train), ("test", test)):
         outside = indices[(indices < 0) | (indices >= rows)]
         if outside.size or not indices.size:
@@ -91,11 +91,6 @@ def _numbers(path: Path, dtype: type, ndmin: int) -> np.ndarray:
     except (ValueError, TypeError, UserWarning) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PmbnnError(f"cannot read {path} as numbers ({reason}); fix the file") from None
-
-
-def _row_count(folder: Path) -> int:
-    with (folder / "data.txt").open() as stream:
-        return sum(1 for line in stream if line.strip())
 
 
 def available_splits(uci_dir: str | Path, name: str) -> int:

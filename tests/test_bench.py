@@ -101,6 +101,17 @@ def test_a_different_spec_is_not_mixed_in(bench_run, tiny_spec):
         run_bench(other)
 
 
+def test_results_files_pmbnn_did_not_write_are_not_replaced(bench_run, tmp_path):
+    bench, _ = bench_run
+    other = make_bench("yacht", "advi", "0", bench.uci_dir, tmp_path, spec=bench.spec)
+    mine = tmp_path / "uci-yacht-advi.md"
+    mine.write_text("my notes on yacht\n")
+    with pytest.raises(PmbnnError, match="is not a pmbnn result of this bench"):
+        run_bench(other)
+    assert mine.read_text() == "my notes on yacht\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["uci-yacht-advi.md"]
+
+
 def test_a_spec_key_added_later_does_not_block_resuming(bench_run):
     """A work folder written before a spec key existed resumes: its spec, with the new key's
     default filled in, is the same spec."""

@@ -3,6 +3,7 @@ nothing half-written on a full disk, and what a killed writer left behind is cle
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -20,7 +21,7 @@ from pmbnn.run import RUN, RUN_FILES, load_run
 from tests.cli_helpers import assert_usage_error, run_cli, strict_json
 
 ROOT = Path(__file__).resolve().parent.parent
-KIND = OutputKind("thing", legacy_files=frozenset({"a.txt"}))
+KIND = OutputKind("thing")
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -182,12 +183,19 @@ def test_predict_out_that_is_a_folder_is_refused_without_a_stray_file(
 
 
 def test_legacy_run_folders_are_recognised_for_force(tmp_path):
-    legacy = tmp_path / "old-run"
-    legacy.mkdir()
-    for name in RUN_FILES:
-        (legacy / name).write_text("from pmbnn 0.1")
+    """A run from before manifests is replaced; a folder of the same four names is not."""
+    legacy, lookalike = tmp_path / "old-run", tmp_path / "lookalike"
+    for folder in (legacy, lookalike):
+        folder.mkdir()
+        for name in RUN_FILES:
+            (folder / name).write_text("mine")
+    meta = {"versions": {"pmbnn": "0.1.0"}, "standardization": {}}
+    (legacy / "meta.json").write_text(json.dumps(meta))
     write_folder(legacy, RUN, lambda folder: (folder / "meta.json").write_text("{}"), force=True)
     assert sorted(p.name for p in legacy.iterdir()) == ["manifest.json", "meta.json"]
+    with pytest.raises(PmbnnError, match="is not a pmbnn run"):
+        write_folder(lookalike, RUN, lambda folder: None, force=True)
+    assert sorted(p.name for p in lookalike.iterdir()) == sorted(RUN_FILES)
 
 
 def test_a_second_writer_is_refused_while_the_first_works(tmp_path):
@@ -241,6 +249,28 @@ def test_leftovers_of_a_killed_writer_are_cleaned_and_the_old_output_restored(tm
     write_folder(target, KIND, lambda folder: (folder / "a.txt").write_text("v2"), force=True)
     assert (target / "a.txt").read_text() == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_deletion_cut_short_is_never_put_back(tmp_path):
+    """Killed while deleting the replaced output: what is left is removed, not restored, even
+    once the user has moved the new output away."""
+    target = tmp_path / "out"
+    write_folder(target, KIND, lambda folder: (folder / "a.txt").write_text("v1"))
+    half = tmp_path / ".out.pmbnn-trash-1234abcd"
+    shutil.copytree(target, half)
+    (half / "a.txt").unlink()  # half deleted: its manifest lists a file that is gone
+    damaged = tmp_path / ".out.pmbnn-retired-5678abcd"
+    shutil.copytree(half, damaged)
+    target.rename(tmp_path / "moved")
+    write_folder(target, KIND, lambda folder: (folder / "a.txt").write_text("v2"))
+    assert (target / "a.txt").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moved", "out"]
+
+
+def test_a_broken_symlink_in_out_is_one_clear_line(tmp_path, capsys, no_fitting):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    code, _, err = run_cli(capsys, "fit", "--out", str(tmp_path / "dangling" / "run"))
+    assert_usage_error(code, err, "cannot write")
 
 
 TINY_ADVI = (
@@ -331,3 +361,19 @@ def test_a_statistic_that_cannot_be_computed_is_null_and_a_metric_never_nan():
     }  # fmt: skip
     with pytest.raises(ValueError, match="not JSON compliant"):
         jsontext.dumps({"test_rmse": float("nan")})
+
+
+def test_a_file_system_without_locks_still_gets_a_whole_output(tmp_path, monkeypatch):
+    """Some network and FUSE mounts refuse flock: the write goes ahead, and says it is unlocked."""
+    import errno
+
+    import pmbnn.files
+    from pmbnn.errors import OutputWarning
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(pmbnn.files.fcntl, "flock", no_locks)
+    with pytest.warns(OutputWarning, match="does not support file locks"):
+        write_folder(tmp_path / "out", KIND, lambda folder: (folder / "a.txt").write_text("1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -175,6 +175,33 @@ def test_a_damaged_run_that_is_re_signed_still_cannot_crash(
     assert_usage_error(code, err, fragment)
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(format_version=float("nan")),
+        lambda m: m.update(files=[]),
+        lambda m: m["files"].update({"../escape": {"bytes": 1, "sha256": "0"}}),
+        lambda m: m.pop("kind"),
+    ],
+    ids=["nan", "files-not-a-table", "path-outside", "no-kind"],
+)
+def test_a_re_signed_but_malformed_manifest_is_refused_cleanly(run_copy, capsys, edit):
+    """A manifest whose own checksum holds but whose fields are nonsense: exit 2, not a crash."""
+    import hashlib
+
+    from pmbnn import manifest
+
+    content = json.loads((run_copy / MANIFEST).read_text())
+    edit(content)
+    content.pop("checksum")
+    text = json.dumps(content, indent=2, sort_keys=True) + "\n"  # NaN written as Python does
+    content["checksum"] = hashlib.sha256(text.encode()).hexdigest()
+    (run_copy / MANIFEST).write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    assert manifest.foreign_entries(run_copy, "run") is None  # not replaceable by --force
+    code, _, err = run_cli(capsys, "diagnose", str(run_copy))
+    assert_usage_error(code, err, "damaged run", MANIFEST)
+
+
 def test_a_run_from_before_manifests_is_refused_with_the_fix(run_copy):
     (run_copy / MANIFEST).unlink()
     with pytest.raises(PmbnnError, match="from before runs verified themselves: fit it again"):

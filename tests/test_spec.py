@@ -70,3 +70,18 @@ def test_invalid_specs_name_the_problem(tmp_path, toml, expected):
     with pytest.raises(PmbnnError, match=None) as info:
         load_spec(path)
     assert expected in str(info.value)
+
+
+def test_python_callers_may_pass_tuples_and_numpy_numbers():
+    """Strict about kinds (no bool for an int, no string for a number), not about containers."""
+    import numpy as np
+
+    spec = Spec().with_overrides(
+        network={"hidden": (np.int64(3), 2)},
+        inference={"seed": np.int64(7), "learning_rate": np.float32(0.5)},
+        data={"features": ("a", "b")},
+    )
+    assert spec.network.hidden == [3, 2] and spec.inference.seed == 7
+    assert spec.data.features == ["a", "b"] and spec.inference.learning_rate == 0.5
+    with pytest.raises(PmbnnError, match=r"\[inference\].seed = True"):
+        Spec().with_overrides(inference={"seed": np.bool_(True)})

@@ -22,7 +22,19 @@ from pmbnn.predictive_checks import calibration, loo, posterior_predictive
 from pmbnn.report import figures
 from pmbnn.run import load_metrics, load_run
 
-REPORT = OutputKind("report", legacy_files=frozenset({"index.html", "report.json"}))
+
+def _legacy_report(folder: Path) -> bool:
+    """A report written before manifests: exactly its two files, report.json pmbnn's."""
+    if {p.name for p in folder.iterdir()} != {"index.html", "report.json"}:
+        return False
+    try:
+        numbers = json.loads((folder / "report.json").read_text())
+        return {"run", "spec", "meta", "diagnostics"} <= set(numbers)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+REPORT = OutputKind("report", is_ours=_legacy_report)
 TRACE_PROBES = 3  # function values shown in trace and rank plots, beside sigma
 GRID_POINTS = 300
 BAND_LEVELS = (0.05, 0.25, 0.75, 0.95)  # bounds of the central 90% and 50% intervals
