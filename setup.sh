@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with a Python >= 3.12 and install pmbnn into it (editable, with test tools and
-# the optional JAX/nutpie samplers, which the tests cover).
+# Create .venv with a Python >= 3.12 and install pmbnn into it (editable, with test tools, the
+# optional JAX/nutpie samplers and the scikit-learn estimator, which the tests cover).
 # Idempotent: a second run only re-checks the install. Prints the interpreter it chose.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,7 +38,7 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 echo "setup.sh: installing pmbnn and its dependencies into .venv" >&2
-if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,jax]" \
+if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,jax,sklearn]" \
     >.venv/pip-install.log 2>&1; then
     cat .venv/pip-install.log >&2
     echo "setup.sh: pip install failed (log above, also in .venv/pip-install.log)" >&2

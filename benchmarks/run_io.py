@@ -41,8 +41,9 @@ def synthetic_run():
     from xarray import DataTree
 
     from pmbnn.data import Standardizer
-    from pmbnn.fitted import FittedBnn, attach_evaluation_data, run_meta
+    from pmbnn.fitted import FittedBnn
     from pmbnn.model import build_model, parameter_shapes
+    from pmbnn.pipeline import attach_evaluation_data, run_meta
     from pmbnn.spec import Spec
 
     spec = Spec().with_overrides(

@@ -1,4 +1,4 @@
-"""Command line: argument parsing and mapping errors to one line and an exit code.
+"""Command line: parse the arguments, dispatch to the library, print, map errors to exit codes.
 
 Exit codes: 0 done; 1 only for ``diagnose --strict`` finding a FAIL; 2 bad input of any kind
 (a damaged run, an unwritable or protected --out, a busy output included), with one line on
@@ -20,9 +20,11 @@ from pathlib import Path
 from pmbnn import interrupts
 from pmbnn.errors import PmbnnError, PmbnnWarning
 
-BUILTIN_SPEC = Path(__file__).resolve().parent.parent / "models" / "sine-gap.toml"
+BUILTIN_EXAMPLE = "sine-gap"
+UCI_SPEC = "uci-1x50"
 USAGE_ERROR = 2
-SAMPLERS = ["pymc", "nutpie", "numpyro", "blackjax"]
+METHODS = ["advi", "fullrank_advi", "nuts"]
+SAMPLERS = ["pymc", "nutpie", "numpyro", "blackjax"]  # pmbnn.inference.samplers.SAMPLERS
 CHECK_FAILED = 1  # diagnose --strict: the run was read, and a check failed
 INTERNAL_ERROR = 3
 
@@ -46,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     fit = commands.add_parser("fit", help="fit a BNN spec and write a run folder")
-    fit.add_argument("spec", nargs="?", help="a TOML spec (default: the built-in sine-gap example)")
+    fit.add_argument(
+        "spec",
+        nargs="?",
+        help="a TOML spec, or a built-in one by name (sine-gap, uci-1x50, ...); default: the "
+        "sine-gap example without --data, pmbnn's defaults with it",
+    )
     fit.add_argument(
         "--data", help="table to fit: .csv, .tsv, .parquet or .npz (overrides [data].path)"
     )
@@ -57,9 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--dropna", action="store_true", help="drop rows with missing or infinite values"
     )
-    fit.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"])
     fit.add_argument(
-        "--sampler", choices=SAMPLERS, help="NUTS backend (overrides [inference].sampler)"
+        "--test-fraction",
+        type=float,
+        help="random share of rows held out for test metrics; 0: none (overrides "
+        "[data].test_fraction, default 0.1)",
+    )
+    fit.add_argument(
+        "--test-data", help="a table of held-out rows to score instead (sets [data].test_path)"
+    )
+    fit.add_argument("--method", choices=METHODS)
+    fit.add_argument(
+        "--sampler", choices=SAMPLERS, help="NUTS implementation ([inference].sampler)"
     )
     fit.add_argument(
         "--backend",
@@ -74,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
     fit.add_argument(
-        "--out", type=Path, help="run folder to write (default: runs/<spec>-<method>-<time>)"
+        "--out", type=Path, help="run folder to write (default: runs/<data>-<method>-<time>)"
     )
-    fit.add_argument("--force", action="store_true", help="replace --out if it exists")
+    fit.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
 
     predict = commands.add_parser("predict", help="predict new inputs with a fitted run")
     predict.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
@@ -84,7 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", required=True, help="table (.csv, .tsv, .parquet, .npz) with the run's inputs"
     )
     predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
-    predict.add_argument("--force", action="store_true", help="replace --out if it exists")
+    predict.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a fitted run on a table with the target (RMSE, LPD, coverage)"
+    )
+    evaluate.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
+    evaluate.add_argument(
+        "--data", required=True, help="table with the run's inputs and its target column"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
 
     diagnose = commands.add_parser(
         "diagnose", help="check whether inference worked (function-space convergence, VI quality)"
@@ -98,19 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="write an HTML report (and report.json) of a run")
     report.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
     report.add_argument(
+        "--test-data",
+        help="table with the inputs and target to check calibration on (default: the run's "
+        "held-out rows)",
+    )
+    report.add_argument(
         "--out", type=Path, help="folder to write (default: reports/<run folder name>)"
     )
-    report.add_argument("--force", action="store_true", help="replace --out if it exists")
+    report.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
 
     bench = commands.add_parser("bench", help="run a standard benchmark")
     suites = bench.add_subparsers(dest="suite", required=True, parser_class=_Parser)
     uci = suites.add_parser("uci", help="the UCI regression protocol over its standard splits")
     uci.add_argument("--dataset", required=True, help="dataset folder name, e.g. bostonHousing")
     uci.add_argument("--splits", help="e.g. 0-19, 3 or 0-4,10 (default: every split)")
-    uci.add_argument("--method", choices=["advi", "fullrank_advi", "nuts"], default="advi")
-    uci.add_argument("--sampler", choices=SAMPLERS, help="NUTS backend (default: the spec's)")
+    uci.add_argument("--method", choices=METHODS, default="advi")
     uci.add_argument(
-        "--spec", type=Path, help="spec to use instead of models/uci-1x50.toml (same network)"
+        "--sampler", choices=SAMPLERS, help="NUTS implementation (default: the spec's)"
+    )
+    uci.add_argument(
+        "--spec",
+        help=f"spec file or built-in name to use instead of {UCI_SPEC} (same network)",
     )
     uci.add_argument(
         "--uci-dir",
@@ -182,7 +215,14 @@ def entry_point() -> None:
     sys.exit(code)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
     """pmbnn's warnings as one plain line; anything else as Python would show it."""
     if issubclass(category, PmbnnWarning):
         print(f"pmbnn: warning: {message}", file=sys.stderr)
@@ -191,60 +231,44 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _run(args: argparse.Namespace, progress: bool) -> int:
-    if args.command == "predict":
-        return _predict(args)
-    if args.command == "diagnose":
-        return _diagnose(args)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "bench":
-        return _bench(args, progress)
     if args.command is None:
         args = build_parser().parse_args(["fit"])
-    return _fit(args, progress)
-
-
-def _bench(args: argparse.Namespace, progress: bool) -> int:
-    from pmbnn.bench import make_bench, print_summary, run_bench
-    from pmbnn.uci import available_splits
-
-    if args.uci_dir is None:
-        raise PmbnnError("give the UCI data folder with --uci-dir DIR (or set PMBNN_UCI_DIR)")
-    if args.workers is not None and args.workers < 1:
-        raise PmbnnError("--workers must be at least 1")
-    splits = args.splits or f"0-{max(available_splits(args.uci_dir, args.dataset), 1) - 1}"
-    from pmbnn.spec import load_spec
-
-    spec = load_spec(args.spec) if args.spec else None
-    bench = make_bench(
-        args.dataset, args.method, splits, args.uci_dir, args.out, args.sampler, spec
-    )
-    summary = run_bench(bench, args.workers, progress)
-    print_summary(summary, args.out)
-    return 0
+    commands = {
+        "fit": _fit,
+        "predict": _predict,
+        "evaluate": _evaluate,
+        "diagnose": _diagnose,
+        "report": _report,
+        "bench": _bench,
+    }
+    return commands[args.command](args, progress)
 
 
 def _fit(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.files import Destination
-    from pmbnn.fitted import fit
-    from pmbnn.run import RUN, save_run
-    from pmbnn.spec import Spec, load_spec
+    from pmbnn.inference.compile_target import compile_target
+    from pmbnn.inference.samplers import SAMPLERS as REGISTRY
+    from pmbnn.pipeline import fit
+    from pmbnn.run import RUN, data_label, default_run_dir, save_run
+    from pmbnn.spec import Spec, resolve_spec
+    from pmbnn.text import fit_summary
 
     if args.spec is not None:
-        spec, name = load_spec(args.spec), Path(args.spec).stem
+        spec = resolve_spec(args.spec)
     elif args.data is not None:
-        spec, name = Spec(), Path(args.data).stem  # defaults, fitted to the given table
+        spec = Spec()  # defaults, fitted to the given table
     else:
-        spec, name = load_spec(BUILTIN_SPEC), BUILTIN_SPEC.stem
-    data_override = {"path": str(Path(args.data).resolve()), "example": None} if args.data else {}
-    if args.target:
-        data_override["target"] = args.target
-    if args.features:
-        data_override["features"] = [name.strip() for name in args.features.split(",")]
-    if args.dropna:
-        data_override["dropna"] = True
-    spec = spec.model_copy(update={"data": spec.data.model_copy(update=data_override)})
+        spec = resolve_spec(BUILTIN_EXAMPLE)
+    features = [name.strip() for name in args.features.split(",")] if args.features else None
     spec = spec.with_overrides(
+        data={
+            "path": _absolute(args.data),
+            "test_path": _absolute(args.test_data),
+            "target": args.target,
+            "features": features,
+            "dropna": args.dropna or None,
+            "test_fraction": args.test_fraction,
+        },
         inference={
             "method": args.method,
             "seed": args.seed,
@@ -253,15 +277,11 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
             "backend": args.backend,
         },
     )
-
-    from pmbnn.inference.backends import check_backend, compile_backend
-
-    method = spec.inference.method
-    if method == "nuts":
-        check_backend(spec.inference.sampler)  # before any work
-    compile_backend(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
-    out_dir = args.out or _default_run_dir(name, method)
-    inputs = [spec.data.path, args.spec]
+    if spec.inference.method == "nuts":
+        REGISTRY[spec.inference.sampler].require()  # before any work
+    compile_target(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
+    out_dir = args.out or default_run_dir(spec, args.spec)
+    inputs = [spec.data.path, spec.data.test_path, args.spec]
     # Reserved before fitting: a busy, protected or unwritable --out fails now, not after it.
     with Destination(out_dir, RUN, args.force, inputs) as destination:
         started = time.perf_counter()
@@ -269,11 +289,15 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
         seconds = time.perf_counter() - started
         save_run(fitted, metrics, destination)
     with interrupts.deferred(f"{out_dir} was written completely"):
-        print(_summary(name, spec, metrics, seconds, out_dir))
+        print(fit_summary(data_label(spec), spec, metrics, fitted.trace, seconds, out_dir))
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).resolve())
+
+
+def _predict(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.data import numeric_columns
     from pmbnn.files import Destination
     from pmbnn.predict import PREDICTIONS
@@ -293,90 +317,66 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _diagnose(args: argparse.Namespace) -> int:
+def _evaluate(args: argparse.Namespace, progress: bool) -> int:
+    from dataclasses import asdict
+
+    from pmbnn import jsontext
+    from pmbnn.data import read_labelled
+    from pmbnn.evaluation import evaluate
+    from pmbnn.run import load_run
+    from pmbnn.text import scores_text
+
+    fitted = load_run(args.run)
+    x, y = read_labelled(args.data, fitted.feature_names, fitted.target)
+    scores = evaluate(fitted, x, y)
+    if args.json:
+        record = {"run": str(args.run), "data": args.data} | asdict(scores)
+        print(jsontext.dumps(record), end="")
+    else:
+        print(scores_text(args.run, args.data, scores))
+    return 0
+
+
+def _diagnose(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn import jsontext
     from pmbnn.diagnostics import FAIL, diagnose
     from pmbnn.run import load_run
+    from pmbnn.text import diagnosis_text
 
     fitted = load_run(args.run)
     diagnosis = diagnose(fitted)
     if args.json:
         print(jsontext.dumps({"run": str(args.run)} | diagnosis.to_dict(), True), end="")
     else:
-        print(_diagnosis_text(args.run, fitted.spec.inference, diagnosis))
+        print(diagnosis_text(args.run, fitted.spec.inference, diagnosis))
     return CHECK_FAILED if args.strict and diagnosis.verdict == FAIL else 0
 
 
-def _report(args: argparse.Namespace) -> int:
+def _report(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.report import build_report, default_report_dir
 
     out_dir = args.out or default_report_dir(args.run)
-    folder, numbers = build_report(args.run, out_dir, force=args.force)
+    folder, numbers = build_report(args.run, out_dir, args.force, args.test_data)
     verdict = numbers["diagnostics"]["verdict"]
     with interrupts.deferred(f"{folder} was written completely"):
         print(f"wrote {folder / 'index.html'} and report.json (diagnostics verdict: {verdict})")
     return 0
 
 
-def _diagnosis_text(run: Path, settings, diagnosis) -> str:
-    from pmbnn.diagnostics import format_number
+def _bench(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.bench import make_bench, print_summary, run_bench
+    from pmbnn.spec import resolve_spec
+    from pmbnn.uci import available_splits
 
-    if settings.method == "nuts":
-        how = (
-            f"nuts ({settings.sampler}), {settings.chains} chains x {settings.draws} draws "
-            f"({settings.tune} tune)"
-        )
-    else:
-        how = f"{settings.method}, {settings.draws} draws from the approximation"
-    lines = [f"pmbnn diagnose: {run} ({how})"]
-    width = max(len(check.label) for check in diagnosis.checks)
-    for check in diagnosis.checks:
-        value = format_number(check.value)
-        lines.append(
-            f"  {check.verdict:<4}  {check.label:<{width}}  {value:>8}  "
-            f"[{check.threshold}]  {check.detail}"
-        )
-        if check.verdict in ("WARN", "FAIL"):
-            lines.append(f"  {'':<4}  -> {check.hint}")
-    meaning = {
-        "OK": "every check passed",
-        "WARN": "no check failed; see the hints above",
-        "FAIL": "a check failed: do not trust the uncertainties until it is fixed",
-    }
-    lines.append(f"verdict: {diagnosis.verdict} ({meaning[diagnosis.verdict]})")
-    return "\n".join(lines)
-
-
-def _default_run_dir(name: str, method: str) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = Path("runs") / f"{name}-{method}-{stamp}"
-    suffix = 1
-    while candidate.exists():
-        suffix += 1
-        candidate = Path("runs") / f"{name}-{method}-{stamp}-{suffix}"
-    return candidate
-
-
-def _summary(name: str, spec, metrics: dict, seconds: float, out_dir: Path) -> str:
-    settings = spec.inference
-    if settings.method == "nuts":
-        how = (
-            f"nuts ({settings.sampler}), {settings.chains} chains x {settings.draws} draws "
-            f"({settings.tune} tune)"
-        )
-    else:
-        how = f"{settings.method}, up to {settings.iterations} iterations, {settings.draws} draws"
-        if settings.batch_size and settings.batch_size < metrics["n_train"]:
-            how += f", minibatches of {settings.batch_size} rows"
-    lines = [f"pmbnn fit: {name} ({how}) in {seconds:.1f} s"]
-    lines.append(f"  train RMSE           {metrics['train_rmse']:.4g}  ({metrics['n_train']} rows)")
-    if metrics["n_test"]:
-        lines += [
-            f"  test RMSE            {metrics['test_rmse']:.4g}  ({metrics['n_test']} rows)",
-            f"  test log pred. dens. {metrics['test_lpd']:.4g}  (mean per test point)",
-            f"  90% interval cover.  {metrics['test_coverage_90']:.2f}  (nominal 0.90)",
-        ]
-    else:
-        lines.append("  no test split ([data].test_fraction = 0): test metrics omitted")
-    lines.append(f"  run written to {out_dir}")
-    return "\n".join(lines)
+    if args.uci_dir is None:
+        raise PmbnnError("give the UCI data folder with --uci-dir DIR (or set PMBNN_UCI_DIR)")
+    if args.workers is not None and args.workers < 1:
+        raise PmbnnError("--workers must be at least 1")
+    splits = args.splits or f"0-{max(available_splits(args.uci_dir, args.dataset), 1) - 1}"
+    spec = resolve_spec(args.spec or UCI_SPEC)
+    bench = make_bench(
+        args.dataset, args.method, splits, args.uci_dir, args.out, args.sampler, spec
+    )
+    summary = run_bench(bench, args.workers, progress)
+    print_summary(summary, args.out)
+    return 0

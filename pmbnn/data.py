@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,18 @@ class Dataset:
     feature_names: list[str]
     target: str
     source: str
+
+    def followed_by(self, held_out: Dataset) -> tuple[Dataset, np.ndarray, np.ndarray]:
+        """This table's rows then held_out's as one Dataset, with (training, test) row indices."""
+        rows = len(self.y)
+        both = Dataset(
+            np.vstack([self.x, held_out.x]),
+            np.concatenate([self.y, held_out.y]),
+            self.feature_names,
+            self.target,
+            f"{self.source} + {held_out.source}",
+        )
+        return both, np.arange(rows), np.arange(rows, rows + len(held_out.y))
 
     @property
     def fingerprint(self) -> str:
@@ -94,6 +107,16 @@ class Standardizer:
             float(raw["y_mean"]),
             float(raw["y_scale"]),
         )
+
+
+def load_split(spec: DataSpec, seed: int) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """The spec's data with its (training, test) rows: a seeded random split of one table, or
+    a table of held-out rows ([data].test_path) after the training table."""
+    data = load_dataset(spec, seed)
+    if spec.test_path is None:
+        return data, *split_indices(len(data.y), spec.test_fraction, seed)
+    held_out = spec.model_copy(update={"path": spec.test_path, "features": data.feature_names})
+    return data.followed_by(load_dataset(held_out, seed))
 
 
 def load_dataset(spec: DataSpec, seed: int) -> Dataset:
@@ -230,6 +253,16 @@ def numeric_columns(
 def is_unnamed(column: str) -> bool:
     """pandas' name for a column whose header is empty (typically a saved row index)."""
     return str(column).startswith("Unnamed: ")
+
+
+def read_labelled(
+    path: str | Path, feature_names: list[str], target: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A table's inputs (found by name) and target, as a fitted run needs them to be scored."""
+    frame = read_table(path)
+    x = numeric_columns(frame, feature_names, str(path), "predict")
+    y = numeric_columns(frame, [target], str(path), "predict")[:, 0]
+    return x, y
 
 
 def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,29 +10,73 @@ weight R-hat is reported for information only.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
 from pmbnn.fitted import FittedBnn
-from pmbnn.inference.advi import LOSS_GROUP, PLATEAU_Z, plateau_z
-from pmbnn.model import NOISE
+from pmbnn.loss import PLATEAU_Z, plateau_z
+from pmbnn.trace import FUNCTION, NOISE, SAMPLE_STATS, VI_LOSS, n_samples, sample_dataarray
 from pmbnn.vi_quality import has_approximation, importance_densities
 
-OK, WARN, FAIL, INFO = "OK", "WARN", "FAIL", "INFO"
-SEVERITY = {INFO: 0, OK: 0, WARN: 1, FAIL: 2}
+
+class Verdict(StrEnum):
+    """How a check came out; INFO is reported but never decides the overall verdict."""
+
+    INFO = "INFO"
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+    @property
+    def severity(self) -> int:
+        return {"INFO": 0, "OK": 0, "WARN": 1, "FAIL": 2}[self.value]
+
+
+OK, WARN, FAIL, INFO = Verdict.OK, Verdict.WARN, Verdict.FAIL, Verdict.INFO
 PROBES_PER_SPLIT = 8
 PROBE_SEED = 20180101  # any fixed value: the probe set must be the same every time
 
-# Thresholds, with where they come from.
-RHAT_OK, RHAT_FAIL = 1.01, 1.1  # Vehtari et al. 2021 (rank-normalized R-hat); 1.1: Gelman-Rubin
-ESS_PER_CHAIN_OK = 100  # Vehtari et al. 2021: bulk and tail ESS > 100 per chain
-ESS_FAIL = 100  # below 100 in all, MCSE > sd / 10 and R-hat / ESS estimates are unreliable
-DIVERGENCE_FAIL = 0.01  # any divergence can bias; 1% or more means the geometry defeats NUTS
-TREEDEPTH_WARN = 0.01  # saturating trees cost time, not validity: never a FAIL
-EBFMI_WARN = 0.3  # Betancourt 2016
-KHAT_OK, KHAT_FAIL = 0.5, 0.7  # Yao et al. 2018, Vehtari et al. 2024 (PSIS)
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The limits every check is judged by, and where each comes from.
+
+    Attributes
+    ----------
+    rhat_ok, rhat_fail : float
+        Rank-normalized R-hat below rhat_ok is OK (Vehtari et al. 2021); at or above rhat_fail
+        (Gelman and Rubin's classic 1.1) the chains certainly disagree.
+    ess_per_chain_ok : int
+        Bulk and tail ESS of at least this many per chain is OK (Vehtari et al. 2021).
+    ess_fail : int
+        Below this many in all, the Monte Carlo error exceeds a tenth of the posterior sd and the
+        R-hat and ESS estimates themselves are unreliable.
+    divergence_fail : float
+        Any divergence can bias; this fraction or more means the geometry defeats NUTS.
+    treedepth_warn : float
+        Fraction of transitions at the maximum tree depth that warns (costs time, not validity:
+        never a FAIL).
+    ebfmi_warn : float
+        E-BFMI below this warns (Betancourt 2016).
+    khat_ok, khat_fail : float
+        Pareto k-hat of the importance ratios p/q (Yao et al. 2018; Vehtari et al. 2024).
+    """
+
+    rhat_ok: float = 1.01
+    rhat_fail: float = 1.1
+    ess_per_chain_ok: int = 100
+    ess_fail: int = 100
+    divergence_fail: float = 0.01
+    treedepth_warn: float = 0.01
+    ebfmi_warn: float = 0.3
+    khat_ok: float = 0.5
+    khat_fail: float = 0.7
+
+
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 def format_number(value: object) -> str:
@@ -54,7 +98,7 @@ class Check:
     name: str
     label: str
     value: float | None
-    verdict: str
+    verdict: Verdict
     threshold: str
     detail: str
     hint: str
@@ -68,12 +112,12 @@ class Diagnosis:
     quantities: list[dict] = field(default_factory=list)
     probes: list[dict] = field(default_factory=list)  # probe label, split and input values
     # sigma and f at the probes per (chain, draw): what the checks were computed on, for plots
-    draws: xr.Dataset | None = field(default=None, repr=False, compare=False)
+    draws: xr.Dataset = field(default_factory=xr.Dataset, repr=False, compare=False)
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         graded = [c.verdict for c in self.checks if c.verdict != INFO]
-        return max(graded, key=SEVERITY.__getitem__, default=OK)
+        return max(graded, key=lambda verdict: verdict.severity, default=OK)
 
     def check(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
@@ -88,15 +132,29 @@ class Diagnosis:
         }
 
 
-def diagnose(fitted: FittedBnn) -> Diagnosis:
-    """All checks that apply to the run's inference method."""
+def diagnose(fitted: FittedBnn, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
+    """Did inference work? Every check that applies to the fit's inference method.
+
+    Parameters
+    ----------
+    fitted : FittedBnn
+        A fit or a loaded run.
+    thresholds : Thresholds, optional
+        The limits each check is judged by (defaults: the literature's, see `Thresholds`).
+
+    Returns
+    -------
+    Diagnosis
+        The checks (value, verdict, threshold, hint), the overall verdict, and the function-
+        space draws they were computed on.
+    """
     method = fitted.spec.inference.method
     draws = function_space_draws(fitted)
     if method == "nuts":
-        checks = _mcmc_checks(fitted, draws)
+        checks = _mcmc_checks(fitted, draws, thresholds)
         quantities = _describe(draws, mcmc=True)
     else:
-        checks, quantities = _vi_checks(fitted), _describe(draws)
+        checks, quantities = _vi_checks(fitted, thresholds), _describe(draws)
     return Diagnosis(method, checks, quantities, _probe_records(fitted), draws)
 
 
@@ -120,16 +178,13 @@ def function_space_draws(fitted: FittedBnn) -> xr.Dataset:
     x, labels = probe_inputs(fitted)
     f, sigma = fitted.draws(x)
     posterior = fitted.posterior
-    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
-    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values}
-    variables: dict[str, tuple] = {}
+    variables = {FUNCTION: sample_dataarray(f, posterior, ("probe",), probe=labels)}
     if fitted.model.fixed_sigma is None:
-        variables[NOISE] = (("chain", "draw"), sigma.reshape(shape))
-    variables["f"] = (("chain", "draw", "probe"), f.reshape(*shape, -1))
-    return xr.Dataset(variables, coords=coords | {"probe": labels})
+        variables[NOISE] = sample_dataarray(sigma, posterior)
+    return xr.Dataset(variables)
 
 
-def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset) -> list[Check]:
+def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset, limits: Thresholds) -> list[Check]:
     n_chains = draws.sizes["chain"]
     checks = []
     if n_chains < 2:
@@ -149,54 +204,59 @@ def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset) -> list[Check]:
             _rhat_check(
                 "r_hat_function",
                 "R-hat, function values",
-                draws["f"],
+                draws[FUNCTION],
                 f"max over {draws.sizes['probe']} probe inputs",
+                limits,
             ),
         ]
         if NOISE in draws:
-            checks.append(_rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma"))
+            checks.append(
+                _rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma", limits)
+            )
     over = f"{draws.sizes['probe']} probe inputs" + (" and sigma" if NOISE in draws else "")
     for kind in ("bulk", "tail"):
         value = float(azs.ess(draws, method=kind).to_dataarray().min())
-        checks.append(_ess_check(kind, value, n_chains, over))
-    checks += _sampler_checks(fitted)
+        checks.append(_ess_check(kind, value, n_chains, over, limits))
+    checks += _sampler_checks(fitted, limits)
     checks.append(_weight_rhat(fitted, n_chains))
     return checks
 
 
-def _rhat_check(name: str, label: str, values: xr.DataArray, detail: str) -> Check:
+def _rhat_check(
+    name: str, label: str, values: xr.DataArray, detail: str, limits: Thresholds
+) -> Check:
     value = float(azs.rhat(values).max())
-    verdict = OK if value < RHAT_OK else WARN if value < RHAT_FAIL else FAIL
+    verdict = OK if value < limits.rhat_ok else WARN if value < limits.rhat_fail else FAIL
     return Check(
         name,
         label,
         value,
         verdict,
-        f"< {RHAT_OK} (FAIL >= {RHAT_FAIL})",
+        f"< {limits.rhat_ok} (FAIL >= {limits.rhat_fail})",
         detail,
         "chains disagree: run longer ([inference].tune and draws) or more chains; look at the "
         "trace and rank plots for a chain stuck elsewhere",
     )
 
 
-def _ess_check(kind: str, value: float, n_chains: int, over: str) -> Check:
-    ok = ESS_PER_CHAIN_OK * n_chains
-    verdict = OK if value >= ok else WARN if value >= ESS_FAIL else FAIL
+def _ess_check(kind: str, value: float, n_chains: int, over: str, limits: Thresholds) -> Check:
+    ok = limits.ess_per_chain_ok * n_chains
+    verdict = OK if value >= ok else WARN if value >= limits.ess_fail else FAIL
     return Check(
         f"ess_{kind}",
         f"ESS ({kind}), function values and sigma",
         value,
         verdict,
-        f">= {ok} (100 per chain; FAIL < {ESS_FAIL})",
+        f">= {ok} ({limits.ess_per_chain_ok} per chain; FAIL < {limits.ess_fail})",
         f"minimum over {over}",
         "too few effective draws: raise [inference].draws (and tune)"
         + ("" if kind == "bulk" else "; tail ESS limits interval accuracy"),
     )
 
 
-def _sampler_checks(fitted: FittedBnn) -> list[Check]:
-    stats = fitted.trace["sample_stats"].to_dataset()
-    n_transitions = stats.sizes["chain"] * stats.sizes["draw"]
+def _sampler_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
+    stats = fitted.trace[SAMPLE_STATS].to_dataset()
+    n_transitions = n_samples(stats)
     target_accept = fitted.spec.inference.target_accept
     divergences = int(stats["diverging"].sum())
     fraction = divergences / n_transitions
@@ -205,8 +265,8 @@ def _sampler_checks(fitted: FittedBnn) -> list[Check]:
             "divergences",
             "Divergent transitions",
             divergences,
-            OK if divergences == 0 else WARN if fraction < DIVERGENCE_FAIL else FAIL,
-            f"0 (FAIL >= {DIVERGENCE_FAIL:.0%} of transitions)",
+            OK if divergences == 0 else WARN if fraction < limits.divergence_fail else FAIL,
+            f"0 (FAIL >= {limits.divergence_fail:.0%} of transitions)",
             f"{fraction:.2%} of {n_transitions} transitions",
             f"raise [inference].target_accept (now {target_accept}) toward 0.99; if they "
             "persist, a narrower prior ([prior].weight_scale) smooths the geometry",
@@ -219,8 +279,8 @@ def _sampler_checks(fitted: FittedBnn) -> list[Check]:
                 "max_tree_depth",
                 "Transitions at maximum tree depth",
                 saturated,
-                OK if saturated < TREEDEPTH_WARN else WARN,
-                f"< {TREEDEPTH_WARN:.0%}",
+                OK if saturated < limits.treedepth_warn else WARN,
+                f"< {limits.treedepth_warn:.0%}",
                 "fraction of transitions; costs time, does not bias",
                 "trajectories are cut short: longer tuning helps adaptation; results are valid "
                 "if the convergence checks pass",
@@ -232,8 +292,8 @@ def _sampler_checks(fitted: FittedBnn) -> list[Check]:
             "e_bfmi",
             "E-BFMI (lowest chain)",
             float(bfmi.min()),
-            OK if bfmi.min() >= EBFMI_WARN else WARN,
-            f">= {EBFMI_WARN}",
+            OK if bfmi.min() >= limits.ebfmi_warn else WARN,
+            f">= {limits.ebfmi_warn}",
             "per chain: " + ", ".join(f"{b:.2f}" for b in bfmi),
             "momentum resampling explores the energy poorly: longer tuning, or a narrower "
             "noise prior ([likelihood].sigma_prior_scale)",
@@ -259,31 +319,32 @@ def _weight_rhat(fitted: FittedBnn, n_chains: int) -> Check:
     )
 
 
-def _vi_checks(fitted: FittedBnn) -> list[Check]:
+def _vi_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
     checks = []
-    if LOSS_GROUP in fitted.trace.children:
+    if VI_LOSS in fitted.trace.children:
         checks.append(_loss_check(fitted))
     if has_approximation(fitted):
         khat = importance_densities(fitted).pareto_k()
-        verdict = OK if khat <= KHAT_OK else WARN if khat <= KHAT_FAIL else FAIL
-        n_draws = fitted.posterior.sizes["draw"] * fitted.posterior.sizes["chain"]
+        verdict = OK if khat <= limits.khat_ok else WARN if khat <= limits.khat_fail else FAIL
+        n_draws = n_samples(fitted.posterior)
         checks.append(
             Check(
                 "pareto_k",
                 "Pareto k-hat of p/q (PSIS)",
                 khat,
                 verdict,
-                f"<= {KHAT_OK} (FAIL > {KHAT_FAIL})",
+                f"<= {limits.khat_ok} (FAIL > {limits.khat_fail})",
                 f"importance ratios log p(theta, y) - log q(theta) over {n_draws} draws from q",
-                "q is far from the posterior, so its uncertainties are not reliable: try "
-                "fullrank_advi, or NUTS for a faithful posterior",
+                "q is far from the posterior: its uncertainties are not the posterior's, though "
+                "its predictions may still score well; judge them by the report's calibration "
+                "and LOO, or fit with NUTS for a faithful posterior",
             )
         )
     return checks
 
 
 def _loss_check(fitted: FittedBnn) -> Check:
-    loss = fitted.trace[LOSS_GROUP].to_dataset()
+    loss = fitted.trace[VI_LOSS].to_dataset()
     losses, window = loss["loss"].values, int(loss.attrs["window"])
     label, threshold = "Loss (negative ELBO) convergence", f"< {PLATEAU_Z} standard errors"
     if len(losses) < 2 * window:
@@ -325,7 +386,9 @@ def _describe(draws: xr.Dataset, mcmc: bool = False) -> list[dict]:
     if NOISE in draws:
         rows.append({"quantity": NOISE} | {k: float(v[NOISE]) for k, v in columns.items()})
     for i, label in enumerate(draws["probe"].values):
-        rows.append({"quantity": f"f({label})"} | {k: float(v["f"][i]) for k, v in columns.items()})
+        rows.append(
+            {"quantity": f"f({label})"} | {k: float(v[FUNCTION][i]) for k, v in columns.items()}
+        )
     return rows
 
 

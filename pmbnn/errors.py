@@ -2,8 +2,15 @@
 warnings it shows as one plain line."""
 
 
-class PmbnnError(Exception):
-    """A problem with the user's input: the message names it and says how to fix it."""
+class PmbnnError(ValueError):
+    """A problem with the user's input: the message names it and says how to fix it.
+
+    A ValueError, so that code calling pmbnn can catch it as the standard type.
+    """
+
+
+class MissingExtraError(PmbnnError, ImportError):
+    """An optional dependency (an extra such as ``pmbnn[jax]``) is needed and not installed."""
 
 
 class PmbnnWarning(UserWarning):

@@ -19,18 +19,13 @@ import os
 import secrets
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; one writer per output is not enforced there
-    fcntl = None  # type: ignore[assignment]
-
 from pmbnn import interrupts
-from pmbnn.errors import OutputWarning, PmbnnError
+from pmbnn.errors import PmbnnError
+from pmbnn.locks import OutputLock, lock_path
 from pmbnn.manifest import MANIFEST, foreign_entries, verify, write_manifest
 
 
@@ -63,7 +58,7 @@ class Destination:
         self.inputs = [Path(p) for p in inputs if p is not None]
         self.staging: Path | None = None
         self.published = False
-        self._lock: _Lock | None = None
+        self._lock: OutputLock | None = None
         self._created: list[Path] = []  # parent folders made for this output
 
     def __enter__(self) -> Destination:
@@ -96,7 +91,7 @@ class Destination:
         path = self.path
         self._check_not_an_input()
         self._make_parent()
-        self._lock = _Lock(_sibling(path, "pmbnn-lock"), path)
+        self._lock = OutputLock(lock_path(path), path)
         self._recover_leftovers()
         self._check_replaceable()
         try:
@@ -255,7 +250,7 @@ def exclusive(path: Path) -> Iterator[None]:
     created: list[Path] = []
     try:
         _make_parents(path, created)
-        lock = _Lock(_sibling(path, "pmbnn-lock"), path)
+        lock = OutputLock(lock_path(path), path)
     except BaseException:
         _remove_if_empty(created)
         raise
@@ -283,69 +278,6 @@ def replace_file(path: Path, text: str) -> None:
         raise
 
 
-class _Lock:
-    """An exclusive lock file beside an output, held while this process writes it.
-
-    flock is released by the kernel when the process dies, however it dies, so a killed writer
-    never blocks the next one. The file is removed on release; a writer that opened it just
-    before checks that it still holds the file at that name. On a file system without locks
-    (some network and FUSE mounts) the output is written without one, and a warning says so.
-    """
-
-    def __init__(self, lock_path: Path, target: Path):
-        self.path = lock_path
-        self.fd: int | None = None
-        while True:
-            try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise _write_error(target, exc) from None
-            try:
-                if self._lock(fd, target) and _still_named(lock_path, fd):
-                    os.ftruncate(fd, 0)
-                    os.write(fd, str(os.getpid()).encode())
-                    self.fd = fd
-                    return
-            except BaseException:  # an interrupt included: a lock never outlives this call
-                os.close(fd)
-                raise
-            os.close(fd)  # its holder removed it as we opened it: take the new one
-
-    @staticmethod
-    def _lock(fd: int, target: Path) -> bool:
-        if fcntl is None:
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            raise PmbnnError(
-                f"another pmbnn process{f' (pid {holder})' if holder else ''} is writing "
-                f"{target} now; wait for it to finish, or choose another --out"
-            ) from None
-        except OSError as exc:  # ENOLCK, ENOSYS, EOPNOTSUPP: this file system has no locks
-            warnings.warn(
-                f"{target.parent} does not support file locks ({exc.strerror}); writing "
-                f"{target} without keeping other pmbnn processes out",
-                OutputWarning,
-                stacklevel=4,
-            )
-        return True
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        os.close(self.fd)
-        self.fd = None
-
-    def __del__(self) -> None:  # a lock dropped by an interrupt is still released
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-
-
 def _rename_no_replace(source: Path, target: Path) -> None:
     """Move a file to target, failing (FileExistsError) if something is there."""
     try:
@@ -360,13 +292,6 @@ def _rename_no_replace(source: Path, target: Path) -> None:
         source.rename(target)
         return
     source.unlink()
-
-
-def _still_named(path: Path, fd: int) -> bool:
-    try:
-        return os.stat(path).st_ino == os.fstat(fd).st_ino
-    except FileNotFoundError:
-        return False
 
 
 def _make_parents(path: Path, created: list[Path]) -> None:

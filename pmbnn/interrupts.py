@@ -23,9 +23,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 # Exit codes of a command stopped by a signal, as a shell reports them (128 + signal number).
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _PR_SET_PDEATHSIG = 1  # prctl option, from <sys/prctl.h>
 
 
@@ -135,7 +136,7 @@ def _run_orphan_proof(run: Callable[[], None], creator: int) -> None:
 
 
 class _ForkChild(multiprocessing.context.ForkProcess):
-    def __init__(self, *args: object, **kwargs: object):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._creator = os.getpid()
 
@@ -144,7 +145,7 @@ class _ForkChild(multiprocessing.context.ForkProcess):
 
 
 class _ForkServerChild(multiprocessing.context.ForkServerProcess):
-    def __init__(self, *args: object, **kwargs: object):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._creator = os.getpid()  # travels with the process object to the forkserver
 
@@ -154,11 +155,11 @@ class _ForkServerChild(multiprocessing.context.ForkServerProcess):
 
 
 class _ForkContext(multiprocessing.context.ForkContext):
-    Process = _ForkChild  # type: ignore[assignment]
+    Process = _ForkChild
 
 
 class _ForkServerContext(multiprocessing.context.ForkServerContext):
-    Process = _ForkServerChild  # type: ignore[assignment]
+    Process = _ForkServerChild
 
 
 def child_process_context(start_method: str) -> multiprocessing.context.BaseContext:

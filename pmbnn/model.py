@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.variable import TensorVariable
 
 from pmbnn.spec import Spec
+from pmbnn.trace import FUNCTION, INPUTS, NOISE, OBSERVED, TARGET_DATA
 
 ACTIVATIONS: dict[str, Callable[[TensorVariable], TensorVariable]] = {
     "tanh": pt.tanh,
@@ -24,10 +26,6 @@ ACTIVATIONS: dict[str, Callable[[TensorVariable], TensorVariable]] = {
     "softplus": pt.softplus,
     "sigmoid": pt.sigmoid,
 }
-INPUTS = "X"
-TARGET_DATA = "y_data"
-OBSERVED = "y"
-NOISE = "sigma"
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,7 @@ class BnnModel:
 
     model: pm.Model
     output: TensorVariable  # network output f(X), shape (obs,)
-    inputs: TensorVariable  # the pm.Data holding X
+    inputs: SharedVariable  # the pm.Data holding X
     weight_names: tuple[str, ...]
     fixed_sigma: float | None  # None when the noise sd is learned
     spec: Spec
@@ -110,7 +108,7 @@ def build_model(
                 h = activation(h)
                 in_dim, fan_in = unit_dims[layer], hidden[layer]
         output = h
-        output.name = "f"
+        output.name = FUNCTION
         if spec.likelihood.learned_noise:
             sigma = pm.HalfNormal(NOISE, spec.likelihood.sigma_prior_scale)
         else:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import xarray as xr
@@ -21,8 +22,9 @@ from pytensor.graph.replace import vectorize_graph
 from scipy.special import logsumexp, ndtr, ndtri
 
 from pmbnn.files import OutputKind
-from pmbnn.inference.backends import compile_backend
-from pmbnn.model import NOISE, BnnModel
+from pmbnn.inference.compile_target import compile_target
+from pmbnn.model import BnnModel
+from pmbnn.trace import FUNCTION, NOISE, flat_draws, n_samples, sample_dataarray
 
 DEFAULT_LEVELS = (0.05, 0.95)
 SUMMARY_COLUMNS = ("mean", "sd_total", "sd_epistemic", "sd_aleatoric")  # then q05, q95, ...
@@ -41,18 +43,18 @@ class NetworkFunction:
         self.weight_names = bnn.weight_names
         values = [model.rvs_to_values[model[name]] for name in self.weight_names]
         batched = [v.type.clone(shape=(None, *v.type.shape))(name=v.name) for v in values]
-        new_inputs = pt.matrix("x_new", dtype=bnn.inputs.dtype)
+        new_inputs = pt.matrix("x_new", dtype=bnn.inputs.type.dtype)
         replace = dict(zip(values, batched, strict=True)) | {bnn.inputs: new_inputs}
         vectorised = vectorize_graph(output, replace=replace)
         # JAX (when installed) fuses each layer's matmul and activation: measured 6x faster
         # than numba for 1000 draws of the benchmark network.
-        mode = "JAX" if compile_backend(bnn.spec.inference.backend) == "jax" else None
+        mode = "JAX" if compile_target(bnn.spec.inference.backend) == "jax" else None
         self._fn = pytensor.function([new_inputs, *batched], vectorised, mode=mode)
         self._widest = max([bnn.inputs.get_value().shape[1], *_layer_widths(model)])
 
     def __call__(self, posterior: xr.Dataset, x: np.ndarray) -> np.ndarray:
         """Network outputs, shape (draws, inputs), draws flattened chain-major."""
-        weights = [_flat_draws(posterior[name]) for name in self.weight_names]
+        weights = [flat_draws(posterior[name]) for name in self.weight_names]
         n_draws = weights[0].shape[0]
         block = max(1, BLOCK_ELEMENTS // (n_draws * self._widest))
         x = np.asarray(x, dtype=float)
@@ -62,7 +64,20 @@ class NetworkFunction:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Posterior predictive summaries for each input, in the target's original units."""
+    """Posterior predictive summaries for each input, in the target's original units.
+
+    Attributes
+    ----------
+    mean : ndarray
+        Predictive mean.
+    sd_epistemic, sd_aleatoric, sd_total : ndarray
+        The spread of the network's output over draws (what more data would shrink), the
+        noise (sqrt of E[sigma^2]), and both together (law of total variance).
+    quantiles : dict of float to ndarray
+        Exact quantiles of the predictive mixture at the requested levels.
+    function_draws : DataArray
+        The network's output per draw, dims (chain, draw, obs).
+    """
 
     mean: np.ndarray
     sd_epistemic: np.ndarray  # spread of f(x) over draws: what more data would shrink
@@ -97,9 +112,8 @@ PREDICTIONS = OutputKind("predictions table", folder=False, is_ours=is_predictio
 def noise_draws(posterior: xr.Dataset, fixed_sigma: float | None) -> np.ndarray:
     """sigma per draw (flattened), or the fixed value repeated."""
     if fixed_sigma is not None:
-        n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
-        return np.full(n_draws, float(fixed_sigma))
-    return _flat_draws(posterior[NOISE])
+        return np.full(n_samples(posterior), float(fixed_sigma))
+    return flat_draws(posterior[NOISE])
 
 
 def summarize(
@@ -112,12 +126,7 @@ def summarize(
     mean = f.mean(axis=0)
     var_epistemic = f.var(axis=0)
     var_aleatoric = np.full_like(mean, np.mean(noise_sd**2))
-    draws = xr.DataArray(
-        f.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1),
-        dims=("chain", "draw", "obs"),
-        coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values},
-        name="f",
-    )
+    draws = sample_dataarray(f, posterior, ("obs",)).rename(FUNCTION)
     return Prediction(
         mean=mean,
         sd_epistemic=np.sqrt(var_epistemic),
@@ -189,10 +198,5 @@ def predictive_cdf(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.nda
     return ndtr((y[None, :] - f) / noise_sd[:, None]).mean(axis=0)
 
 
-def _flat_draws(values: xr.DataArray) -> np.ndarray:
-    array = values.transpose("chain", "draw", ...).values
-    return array.reshape(-1, *array.shape[2:])
-
-
-def _layer_widths(model: object) -> list[int]:
+def _layer_widths(model: pm.Model) -> list[int]:
     return [len(values) for dim, values in model.coords.items() if dim.startswith("unit_")]

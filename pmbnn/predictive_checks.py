@@ -14,9 +14,9 @@ import numpy as np
 import xarray as xr
 from scipy.stats import binom
 
-from pmbnn.fitted import LOG_LIKELIHOOD_GROUP, FittedBnn
-from pmbnn.model import OBSERVED
+from pmbnn.fitted import FittedBnn
 from pmbnn.predict import mixture_quantiles, predictive_cdf
+from pmbnn.trace import LOG_LIKELIHOOD, OBSERVED, OBSERVED_DATA, sample_dataarray
 from pmbnn.vi_quality import has_approximation, importance_densities
 
 COVERAGE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -63,12 +63,17 @@ class Calibration:
         }
 
 
-def calibration(fitted: FittedBnn) -> Calibration | None:
-    """Coverage, PIT and residuals on the stored test split (None when there is none)."""
-    test = fitted.test_data()
-    if test is None:
-        return None
-    x, y = test
+def calibration(
+    fitted: FittedBnn, held_out: tuple[np.ndarray, np.ndarray, str] | None = None
+) -> Calibration | None:
+    """Coverage, PIT and residuals on held-out rows: `held_out` (inputs, targets, where they
+    came from), else the run's stored test split; None when there are none."""
+    if held_out is None:
+        stored = fitted.test_data()
+        if stored is None:
+            return None
+        held_out = (*stored, "test")
+    x, y, split = held_out
     f, sigma = fitted.draws(x)
     tails = [(1 - level) / 2 for level in COVERAGE_LEVELS]
     bounds = mixture_quantiles(f, sigma, tuple(tails + [1 - t for t in tails]))
@@ -80,7 +85,7 @@ def calibration(fitted: FittedBnn) -> Calibration | None:
     mean = f.mean(axis=0)
     var_epistemic = f.var(axis=0)
     return Calibration(
-        split="test",
+        split=split,
         levels=levels,
         coverage=coverage,
         expected_low=binom.ppf(0.025, len(y), levels) / len(y),
@@ -102,14 +107,12 @@ def posterior_predictive(fitted: FittedBnn, seed: int = PPC_SEED) -> xr.DataTree
     f, sigma = fitted.draws(x)
     rng = np.random.default_rng(seed)
     y_rep = f + sigma[:, None] * rng.standard_normal(f.shape)
-    posterior = fitted.posterior
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     return xr.DataTree.from_dict(
         {
             "posterior_predictive": xr.Dataset(
-                {OBSERVED: (("chain", "draw", "obs"), y_rep.reshape(n_chain, n_draw, -1))}
+                {OBSERVED: sample_dataarray(y_rep, fitted.posterior, ("obs",))}
             ),
-            "observed_data": xr.Dataset({OBSERVED: ("obs", y)}),
+            OBSERVED_DATA: xr.Dataset({OBSERVED: ("obs", y)}),
         }
     )
 
@@ -120,7 +123,7 @@ def loo(fitted: FittedBnn) -> dict | None:
     VI runs use the approximate-posterior correction (log p - log q of each draw), since draws
     from q are not draws from the posterior.
     """
-    if LOG_LIKELIHOOD_GROUP not in fitted.trace.children:
+    if LOG_LIKELIHOOD not in fitted.trace.children:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # high k is reported below, not as a warning

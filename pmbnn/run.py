@@ -9,7 +9,9 @@ run that fails either is refused, never predicted from.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import xarray as xr
@@ -17,11 +19,21 @@ import xarray as xr
 from pmbnn import jsontext
 from pmbnn.data import Standardizer
 from pmbnn.errors import PmbnnError
+from pmbnn.evaluation import Metrics
 from pmbnn.files import Destination, OutputKind, write_folder
 from pmbnn.fitted import FittedBnn
 from pmbnn.manifest import MANIFEST, verify
-from pmbnn.model import INPUTS, OBSERVED, parameter_shapes
+from pmbnn.model import parameter_shapes
 from pmbnn.spec import Spec, load_spec
+from pmbnn.trace import (
+    CONSTANT_DATA,
+    INPUTS,
+    OBSERVED,
+    OBSERVED_DATA,
+    POSTERIOR,
+    SAMPLE_DIMS,
+    group,
+)
 
 RUN_FILES = ("spec.toml", "trace.nc", "meta.json", "metrics.json")
 
@@ -38,16 +50,32 @@ def _legacy_run(folder: Path) -> bool:
 
 
 RUN = OutputKind("run", is_ours=_legacy_run)
-NETCDF_ENGINE = "h5netcdf"
+NETCDF_ENGINE: Literal["h5netcdf"] = "h5netcdf"
 
 
 def save_run(
     fitted: FittedBnn,
-    metrics: dict,
+    metrics: Metrics,
     out_dir: str | Path | Destination,
     force: bool = False,
 ) -> Path:
-    """Write the run to out_dir (a path, or a Destination reserved earlier); returns it."""
+    """Save a fit as a run folder: plain data files, written whole or not at all.
+
+    Parameters
+    ----------
+    fitted : FittedBnn
+    metrics : Metrics
+        What `fit` returned.
+    out_dir : path or Destination
+        The run folder to create (or a `files.Destination` reserved before fitting).
+    force : bool, default False
+        Replace out_dir if it is a run pmbnn wrote; anything else is never replaced.
+
+    Returns
+    -------
+    Path
+        The run folder.
+    """
     meta = fitted.meta | {
         "feature_names": fitted.feature_names,
         "target": fitted.target,
@@ -56,7 +84,7 @@ def save_run(
     texts = {
         "spec.toml": fitted.spec.to_toml(),
         "meta.json": jsontext.dumps(meta),
-        "metrics.json": jsontext.dumps(metrics),
+        "metrics.json": jsontext.dumps(metrics.to_dict()),
     }
     # Serialized in memory and written as plain bytes: HDF5 writing to a full disk itself
     # ends in a crash of the interpreter; a failed plain write is an ordinary OSError.
@@ -72,11 +100,48 @@ def save_run(
     return write_folder(out_dir, RUN, fill, force)
 
 
-def load_run(run_dir: str | Path) -> FittedBnn:
-    """A saved run as a FittedBnn that predicts exactly what the original did.
+def data_label(spec: Spec) -> str:
+    """A short name for the spec's data: the table's file name, or the built-in example's."""
+    return Path(spec.data.path).stem if spec.data.path else spec.data.example or "sine-gap"
 
-    PmbnnError, naming the file and the problem, if the folder is not a complete run exactly
-    as pmbnn wrote it.
+
+def default_run_dir(
+    spec: Spec, spec_argument: str | None = None, root: Path = Path("runs")
+) -> Path:
+    """runs/<data>[-<spec>]-<method>-<time>: named by the data first, so that a spec file
+    called nuts.toml still gives a readable name; never an existing folder."""
+    data = data_label(spec)
+    method = spec.inference.method
+    parts = [data]
+    if spec_argument is not None:
+        name = Path(spec_argument).name.removesuffix(".toml")
+        if name not in (data, method, spec.inference.sampler):
+            parts.append(name)
+    stem = "-".join([*parts, method, time.strftime("%Y%m%d-%H%M%S")])
+    candidate, suffix = root / stem, 1
+    while candidate.exists():
+        suffix += 1
+        candidate = root / f"{stem}-{suffix}"
+    return candidate
+
+
+def load_run(run_dir: str | Path) -> FittedBnn:
+    """Load a run folder, verified, as a FittedBnn that predicts exactly what the fit did.
+
+    Parameters
+    ----------
+    run_dir : path
+        A folder written by `save_run` (or ``pmbnn fit``).
+
+    Returns
+    -------
+    FittedBnn
+
+    Raises
+    ------
+    PmbnnError
+        Naming the file and the problem, when the folder is not a complete run exactly as
+        pmbnn wrote it (any changed byte, or parts that do not belong together).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -138,29 +203,27 @@ def inconsistency(spec: Spec, meta: dict, trace: xr.DataTree) -> str | None:
         return "meta.json: standardization holds a non-finite or non-positive value"
     if meta.get("method") != spec.inference.method or meta.get("seed") != spec.inference.seed:
         return "spec.toml and meta.json disagree on the inference method or seed"
-    for group in ("posterior", "constant_data", "observed_data"):
-        if group not in trace.children:
-            return f"trace.nc has no {group} group"
-    x = trace["constant_data"].to_dataset().get(INPUTS)
-    y = trace["observed_data"].to_dataset().get(OBSERVED)
+    for name in (POSTERIOR, CONSTANT_DATA, OBSERVED_DATA):
+        if name not in trace.children:
+            return f"trace.nc has no {name} group"
+    x = group(trace, CONSTANT_DATA).get(INPUTS)
+    y = group(trace, OBSERVED_DATA).get(OBSERVED)
     if x is None or y is None or x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         return "trace.nc: the training data groups are malformed"
     if list(map(str, x["feature"].values)) != names:
         return "trace.nc and meta.json disagree on the feature names"
-    posterior = trace["posterior"].to_dataset()
+    posterior = group(trace, POSTERIOR)
     expected = parameter_shapes(spec, len(names))
-    if set(posterior.data_vars) != set(expected):
-        return (
-            f"trace.nc holds variables {sorted(posterior.data_vars)} where spec.toml's network "
-            f"has {sorted(expected)}"
-        )
+    held = sorted(map(str, posterior.data_vars))
+    if set(held) != set(expected):
+        return f"trace.nc holds variables {held} where spec.toml's network has {sorted(expected)}"
     for name, shape in expected.items():
-        values = posterior[name]
-        if values.dims[:2] != ("chain", "draw") or values.shape[2:] != shape:
+        draws = posterior[name]
+        if draws.dims[:2] != SAMPLE_DIMS or draws.shape[2:] != shape:
             return (
-                f"trace.nc: {name} has shape {values.shape[2:]}; spec.toml's network needs {shape}"
+                f"trace.nc: {name} has shape {draws.shape[2:]}; spec.toml's network needs {shape}"
             )
-        if not np.isfinite(values.values).all():
+        if not np.isfinite(draws.values).all():
             return f"trace.nc: {name} holds non-finite draws"
     return None
 

@@ -7,6 +7,7 @@ decides nothing about the network. Every field has a default, so ``Spec()`` is v
 from __future__ import annotations
 
 import tomllib
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -86,13 +87,26 @@ class DataSpec(_Section):
     target: str | None = None
     features: list[str] | None = None
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, allow_inf_nan=False)
+    # A table of held-out rows (same columns) instead of a random test_fraction of path.
+    test_path: str | None = None
     standardize: bool = True
     dropna: bool = False  # drop rows with missing or infinite values instead of failing
+
+    @model_validator(mode="before")
+    @classmethod
+    def _test_table_replaces_the_split(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("test_path") is not None:
+            data = {"test_fraction": 0.0} | data
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
         if self.path is not None and self.example is not None:
             raise ValueError("set either path (a data file) or example (built-in data), not both")
+        if self.test_path is not None and self.test_fraction > 0:
+            raise ValueError(
+                "test_path gives the held-out rows: set test_fraction = 0 (or leave it out)"
+            )
         return self
 
 
@@ -121,7 +135,14 @@ class InferenceSpec(_Section):
 
 
 class Spec(_Section):
-    """A whole declared BNN: network, prior, likelihood, data and inference settings."""
+    """A whole declared BNN: network, prior, likelihood, data and inference settings.
+
+    Every key has a default (``Spec()`` is valid); `with_overrides` returns a changed copy,
+    `to_toml` the resolved spec as TOML. Sections: ``network`` (hidden widths, activation),
+    ``prior`` (weight and bias scales), ``likelihood`` (noise), ``data`` (table, target,
+    features, held-out rows), ``inference`` (method, sampler, draws, seed, ...). The README's
+    spec table lists every key.
+    """
 
     network: NetworkSpec = NetworkSpec()
     prior: PriorSpec = PriorSpec()
@@ -133,11 +154,18 @@ class Spec(_Section):
         """A new spec with some keys replaced, validated like a loaded one.
 
         ``spec.with_overrides(inference={"method": "advi"})``; ``None`` values are skipped
-        so that unset CLI flags change nothing.
+        so that unset CLI flags change nothing. A data file given as ``data={"path": ...}``
+        replaces the built-in example; a test table (``test_path``) replaces the random split
+        unless a test_fraction is given with it.
         """
         raw = self.model_dump()
         for section, values in sections.items():
-            raw[section].update({k: v for k, v in values.items() if v is not None})
+            given = {k: v for k, v in values.items() if v is not None}
+            if section == "data" and "path" in given:
+                raw["data"]["example"] = None
+            if section == "data" and "test_path" in given:
+                raw["data"]["test_fraction"] = 0.0
+            raw[section].update(given)
         return spec_from_dict(raw, source="command-line options")
 
     def to_toml(self) -> str:
@@ -156,8 +184,52 @@ def spec_from_dict(raw: dict[str, Any], source: str = "the spec") -> Spec:
         raise PmbnnError(f"invalid {source}: {_describe(exc)}") from None
 
 
+def builtin_specs() -> list[str]:
+    """Names of the specs shipped with pmbnn (``pmbnn/models/*.toml``)."""
+    folder = files("pmbnn").joinpath("models")
+    return sorted(entry.name.removesuffix(".toml") for entry in folder.iterdir()
+                  if entry.name.endswith(".toml"))  # fmt: skip
+
+
+def load_builtin_spec(name: str) -> Spec:
+    """A spec shipped with pmbnn, by name (e.g. "sine-gap", "uci-1x50"), read as package data."""
+    if name not in builtin_specs():
+        raise PmbnnError(f"no built-in spec {name!r}; there are: {', '.join(builtin_specs())}")
+    text = files("pmbnn").joinpath("models", f"{name}.toml").read_text()
+    return spec_from_dict(tomllib.loads(text), source=f"built-in spec {name}")
+
+
+def resolve_spec(argument: str | Path) -> Spec:
+    """A spec file's path, or the name of a built-in spec ("uci-1x50"); a file of that name wins."""
+    path = Path(argument)
+    if path.is_file():
+        return load_spec(path)
+    name = path.name.removesuffix(".toml")
+    if path.parent == Path(".") and name in builtin_specs():
+        return load_builtin_spec(name)
+    raise PmbnnError(
+        f"spec file not found: {argument} (give the path of a .toml spec, or a built-in one: "
+        f"{', '.join(builtin_specs())})"
+    )
+
+
 def load_spec(path: str | Path) -> Spec:
-    """Read and validate a TOML spec; a relative data path is made relative to the file."""
+    """Read and validate a TOML spec.
+
+    Parameters
+    ----------
+    path : path
+        A TOML file; relative data paths in it are taken relative to the file.
+
+    Returns
+    -------
+    Spec
+
+    Raises
+    ------
+    PmbnnError
+        Naming the key and what is allowed, for an unknown key or a bad value.
+    """
     path = Path(path)
     if not path.is_file():
         raise PmbnnError(f"spec file not found: {path} (give the path of a .toml spec)")
@@ -166,11 +238,12 @@ def load_spec(path: str | Path) -> Spec:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PmbnnError(f"{path} is not valid TOML: {exc}") from None
     spec = spec_from_dict(raw, source=f"spec {path}")
-    data_path = spec.data.path
-    if data_path is not None and not Path(data_path).is_absolute():
-        resolved = str((path.parent / data_path).resolve())
-        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": resolved})})
-    return spec
+    relative = {
+        key: str((path.parent / value).resolve())
+        for key in ("path", "test_path")
+        if (value := getattr(spec.data, key)) is not None and not Path(value).is_absolute()
+    }
+    return spec.model_copy(update={"data": spec.data.model_copy(update=relative)})
 
 
 def _describe(exc: ValidationError) -> str:

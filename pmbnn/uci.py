@@ -11,6 +11,7 @@ import tomllib
 import warnings
 from importlib.resources import files
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -37,10 +38,10 @@ def load_uci(uci_dir: str | Path, name: str) -> Dataset:
         raise PmbnnError(f"{folder} is not in the UCI layout: missing {', '.join(missing)}")
     raw = _numbers(folder / "data.txt", float, ndmin=2)
     features = _numbers(folder / "index_features.txt", int, ndmin=1)
-    target = _numbers(folder / "index_target.txt", int, ndmin=1)
-    if target.size != 1:
+    targets = _numbers(folder / "index_target.txt", int, ndmin=1)
+    if targets.size != 1:
         raise PmbnnError(f"{folder}/index_target.txt must hold one column number")
-    target = int(target[0])
+    target = int(targets[0])
     columns = raw.shape[1]
     if not (0 <= target < columns and ((features >= 0) & (features < columns)).all()):
         raise PmbnnError(
@@ -82,7 +83,7 @@ def split_rows(uci_dir: str | Path, name: str, split: int) -> tuple[np.ndarray, 
     return train, test
 
 
-def _numbers(path: Path, dtype: type, ndmin: int) -> np.ndarray:
+def _numbers(path: Path, dtype: type[float] | type[int], ndmin: Literal[1, 2]) -> np.ndarray:
     """A whitespace-separated file of numbers, or PmbnnError naming the file."""
     try:
         with warnings.catch_warnings():

@@ -18,7 +18,7 @@ import xarray as xr
 from scipy.linalg import solve_triangular
 
 from pmbnn.fitted import FittedBnn
-from pmbnn.inference.advi import APPROXIMATION_GROUP
+from pmbnn.trace import VI_APPROXIMATION, flat_draws, n_samples, sample_dataarray
 
 
 @dataclass(frozen=True)
@@ -42,25 +42,23 @@ class ImportanceDensities:
 
 
 def has_approximation(fitted: FittedBnn) -> bool:
-    return APPROXIMATION_GROUP in fitted.trace.children
+    return VI_APPROXIMATION in fitted.trace.children
 
 
 def importance_densities(fitted: FittedBnn) -> ImportanceDensities:
     """log p(theta_s, y) and log q(theta_s) for every stored draw theta_s of a VI run."""
-    q = fitted.trace[APPROXIMATION_GROUP].to_dataset()
+    q = fitted.trace[VI_APPROXIMATION].to_dataset()
     ordering = json.loads(q.attrs["ordering"])
     posterior = fitted.posterior
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     model = fitted.model.model
 
-    flat = np.empty((n_chain * n_draw, q.sizes["flat_param"]))
+    flat = np.empty((n_samples(posterior), q.sizes["flat_param"]))
     points: list[dict[str, np.ndarray]] = [{} for _ in range(len(flat))]
     for value_name, rv_name, start, stop in ordering:
-        values = posterior[rv_name].transpose("chain", "draw", ...).values
+        values = flat_draws(posterior[rv_name])
         transform = model.rvs_to_transforms[model[rv_name]]
-        if transform is not None:
+        if transform is not None:  # elementwise (log for sigma): any shape
             values = transform.forward(values).eval()
-        values = values.reshape(n_chain * n_draw, *values.shape[2:])
         flat[:, start:stop] = values.reshape(len(flat), -1)
         for point, value in zip(points, values, strict=True):
             point[value_name] = value
@@ -68,10 +66,8 @@ def importance_densities(fitted: FittedBnn) -> ImportanceDensities:
     joint_logp = model.compile_logp(jacobian=True)
     log_p = np.array([joint_logp(point) for point in points])
     log_q = _gaussian_logpdf(flat, q)
-    dims, coords = ("chain", "draw"), {"chain": posterior["chain"], "draw": posterior["draw"]}
     return ImportanceDensities(
-        log_p=xr.DataArray(log_p.reshape(n_chain, n_draw), dims=dims, coords=coords),
-        log_q=xr.DataArray(log_q.reshape(n_chain, n_draw), dims=dims, coords=coords),
+        log_p=sample_dataarray(log_p, posterior), log_q=sample_dataarray(log_q, posterior)
     )
 
 

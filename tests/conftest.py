@@ -10,13 +10,8 @@ import pytest
 
 from pmbnn.cli import main
 from pmbnn.run import load_run
-from pmbnn.spec import Spec, load_spec
-
-ROOT = Path(__file__).resolve().parent.parent
-
-# Bayesian linear regression with a known posterior: y = X w + b + N(0, NOISE_SD^2).
-BLR_ROWS, BLR_NOISE_SD = 40, 0.5
-BLR_PROBES = np.array([[0.0, 0.0], [2.0, -2.0], [-3.0, 1.0]])
+from pmbnn.spec import Spec
+from tests.helpers import BLR_NOISE_SD, BLR_ROWS, fitted_run
 
 
 @pytest.fixture(scope="session")
@@ -50,21 +45,6 @@ def sine_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sine_fitted(sine_run):
     return load_run(sine_run)
-
-
-def tiny_spec(factory, name: str, **inference: object) -> Path:
-    """The built-in spec with one hidden layer of 4 units and the given [inference] values."""
-    spec = load_spec(ROOT / "models" / "sine-gap.toml")
-    spec = spec.with_overrides(network={"hidden": [4]}, inference=inference)
-    path = factory.mktemp("spec") / f"{name}.toml"
-    path.write_text(spec.to_toml())
-    return path
-
-
-def fitted_run(factory, name: str, **inference: object) -> Path:
-    out = factory.mktemp("runs") / name
-    assert main(["fit", str(tiny_spec(factory, name, **inference)), "--out", str(out)]) == 0
-    return out
 
 
 @pytest.fixture(scope="session")

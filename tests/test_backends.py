@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 
 from pmbnn.errors import PmbnnError
-from pmbnn.fitted import fit
-from pmbnn.inference.backends import compile_backend
-from tests.cli_helpers import assert_usage_error, run_cli
-from tests.test_exact import exact_posterior
+from pmbnn.inference.compile_target import compile_target
+from pmbnn.pipeline import fit
+from tests.helpers import assert_usage_error, exact_posterior, require_extra, run_cli
 
 
 @pytest.mark.parametrize("backend", ["numba", "jax"])
 def test_mean_field_advi_reaches_the_exact_optimum(blr_csv, blr_spec, backend):
     """On Bayesian linear regression the mean-field optimum is known: the posterior mean and
     sds 1 / sqrt(diagonal of the posterior precision)."""
+    if backend == "jax":
+        require_extra("jax")
     spec = blr_spec.with_overrides(
         inference={"method": "advi", "iterations": 30_000, "draws": 10, "backend": backend}
     )
@@ -35,6 +36,8 @@ def test_mean_field_advi_reaches_the_exact_optimum(blr_csv, blr_spec, backend):
 
 @pytest.mark.parametrize("backend", ["numba", "jax"])
 def test_advi_same_seed_same_numbers(blr_spec, backend):
+    if backend == "jax":
+        require_extra("jax")
     spec = blr_spec.with_overrides(
         inference={"method": "advi", "iterations": 500, "draws": 10, "backend": backend}
     )
@@ -49,15 +52,16 @@ def test_advi_same_seed_same_numbers(blr_spec, backend):
 
 
 def test_auto_backend_prefers_jax_and_falls_back_to_numba(monkeypatch):
-    assert compile_backend("auto") == "jax"  # the test environment has the jax extra
-    assert compile_backend("numba") == "numba"
+    require_extra("jax")
+    assert compile_target("auto") == "jax"  # the test environment has the jax extra
+    assert compile_target("numba") == "numba"
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a)
     )
-    assert compile_backend("auto") == "numba"
+    assert compile_target("auto") == "numba"
     with pytest.raises(PmbnnError, match=r"backend = 'jax' needs jax.*pip install 'pmbnn\[jax\]'"):
-        compile_backend("jax")
+        compile_target("jax")
 
 
 def test_cli_refuses_jax_backend_without_jax(monkeypatch, tmp_path, capsys):
@@ -75,6 +79,7 @@ def test_jax_advi_leaves_the_model_data_as_numpy(blr_spec):
     """The JAX step reads the data as device arrays during the fit (no per-call copy); the
     model's shared variables must hold their numpy arrays again afterwards, for numba-compiled
     log densities and for swapping in the next split's data."""
+    require_extra("jax")
     spec = blr_spec.with_overrides(
         inference={"method": "advi", "iterations": 200, "draws": 10, "backend": "jax"}
     )

@@ -10,10 +10,10 @@ import pytest
 
 from pmbnn.bench import make_bench, parse_splits, run_bench
 from pmbnn.errors import PmbnnError
-from pmbnn.fitted import Refitter, fit_split
+from pmbnn.pipeline import Refitter, fit_split
 from pmbnn.spec import Spec
 from pmbnn.uci import load_uci, published, split_rows
-from tests.cli_helpers import assert_usage_error, run_cli, strict_json
+from tests.helpers import assert_usage_error, run_cli, strict_json
 
 SHARED_UCI = Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
 ROWS, SPLITS, TEST_ROWS = 60, 3, 10
@@ -73,8 +73,8 @@ def test_parallel_workers_reproduce_a_direct_fit(bench_run, uci_dir, tiny_spec):
     train, test = split_rows(uci_dir, "yacht", 2)
     spec = tiny_spec.with_overrides(inference={"method": "advi", "seed": 2})  # seed + split
     _, metrics = fit_split(spec, data, train, test)
-    assert summary["splits"][2]["rmse"] == pytest.approx(metrics["test_rmse"], rel=1e-9)
-    assert summary["splits"][2]["test_ll"] == pytest.approx(metrics["test_lpd"], rel=1e-9)
+    assert summary["splits"][2]["rmse"] == pytest.approx(metrics.test.rmse, rel=1e-9)
+    assert summary["splits"][2]["test_ll"] == pytest.approx(metrics.test.lpd, rel=1e-9)
 
 
 def test_interrupted_bench_resumes(bench_run):
@@ -184,5 +184,5 @@ def test_refitting_nuts_on_swapped_data_is_reproducible(uci_dir, tiny_spec):
         train, test = split_rows(uci_dir, "yacht", split)
         fitted, metrics = fit_split(spec, data, train, test, refitter=refitter)
         assert fitted.trace["observed_data"]["y"].size == len(train)  # the new split's rows
-        results.append(metrics["test_rmse"])
+        results.append(metrics.test.rmse)
     assert results[1] == results[2] and results[0] != results[1]

@@ -6,20 +6,19 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from pmbnn.model import build_model
 from pmbnn.spec import Spec
-from tests.conftest import ROOT
+from tests.helpers import ROOT, require_extra
 
-pytest.importorskip("numpyro")
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import reference
 
 
 def test_reference_density_equals_pmbnn_density():
     """Same log posterior (to rounding) at random points of the unconstrained space."""
+    require_extra("numpyro")
     import jax
+    import reference
 
     jax.config.update("jax_enable_x64", True)
     from numpyro.infer.util import potential_energy

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pmbnn.run import load_run
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, run_cli
 
 
 def test_predict_writes_one_row_per_input_in_order(small_advi_run, tmp_path, capsys):
@@ -132,7 +132,10 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     missing = tmp_path / "none.toml"
-    expected = f"pmbnn: error: spec file not found: {missing} (give the path of a .toml spec)"
+    expected = (
+        f"pmbnn: error: spec file not found: {missing} (give the path of a .toml spec, or a "
+        "built-in one: sine-gap, uci-1x50, uci-1x50-nuts, uci-1x50-nuts-wide)"
+    )
     assert result.stderr.strip() == expected
 
 

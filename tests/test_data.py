@@ -11,9 +11,9 @@ from fastparquet import write as write_parquet
 
 from pmbnn.data import load_dataset, split_indices
 from pmbnn.errors import DataWarning, PmbnnError
-from pmbnn.fitted import fit
+from pmbnn.pipeline import fit
 from pmbnn.spec import DataSpec, Spec
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, run_cli
 
 ROWS = 30
 
@@ -84,7 +84,7 @@ def test_constant_feature_is_kept_scaled_safely_and_warned(frame, tmp_path):
     with pytest.warns(DataWarning, match="'c' are constant on the training rows"):
         fitted, metrics = fit(spec)
     assert fitted.feature_names == ["a", "b", "c"]
-    assert fitted.scaler.x_scale[2] == 1.0 and np.isfinite(metrics["train_rmse"])
+    assert fitted.scaler.x_scale[2] == 1.0 and np.isfinite(metrics.train.rmse)
     # Scaling statistics come from the training rows only, and are stored with the run.
     train, test = split_indices(ROWS, spec.data.test_fraction, spec.inference.seed)
     assert len(test) == 3

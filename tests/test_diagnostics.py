@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -11,10 +10,10 @@ import pytest
 from xarray import DataTree
 
 from pmbnn.diagnostics import FAIL, INFO, OK, diagnose, probe_inputs
-from pmbnn.fitted import fit
-from pmbnn.inference.advi import PLATEAU_Z, plateau_z
+from pmbnn.loss import PLATEAU_Z, plateau_z
+from pmbnn.pipeline import fit
 from pmbnn.spec import Spec
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def with_second_chain(fitted, sign: float):
         flip = sign if name in ("w_0", "b_0", "w_out") else 1.0
         posterior[name].loc[{"chain": 1}] = flip * posterior[name].sel(chain=0).values
     trace["posterior"] = DataTree(posterior)
-    return replace(fitted, trace=trace)  # a new object: model and network are rebuilt
+    return fitted.with_trace(trace)  # a new object: model and network are rebuilt
 
 
 def test_symmetric_modes_raise_weight_rhat_only(one_unit_fit):

@@ -4,27 +4,15 @@ whose posterior predictive is known in closed form. Tolerances are Monte Carlo e
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from arviz_stats import ess
 
-from pmbnn.fitted import fit
+from pmbnn.inference.samplers import SAMPLERS
+from pmbnn.pipeline import fit
 from pmbnn.vi_quality import importance_densities
-from tests.conftest import BLR_NOISE_SD, BLR_PROBES
+from tests.helpers import BLR_NOISE_SD, BLR_PROBES, exact_posterior, require_extra
 
 Z = 4.0  # |error| <= 4 MCSE: a false alarm has probability ~6e-5 per comparison
-
-
-def exact_posterior(csv, spec) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of (w_a, w_b, b) given the data."""
-    frame = pd.read_csv(csv)
-    phi = np.c_[frame[["a", "b"]].to_numpy(), np.ones(len(frame))]
-    n_features = 2
-    w_sd = spec.prior.weight_scale / np.sqrt(n_features)
-    prior_var = np.array([w_sd**2, w_sd**2, spec.prior.bias_scale**2])
-    precision = phi.T @ phi / BLR_NOISE_SD**2 + np.diag(1 / prior_var)
-    cov = np.linalg.inv(precision)
-    return cov @ phi.T @ frame["y"].to_numpy() / BLR_NOISE_SD**2, cov
 
 
 def closed_form(csv, spec):
@@ -49,6 +37,7 @@ def check_against_closed_form(fitted, exact_mean, exact_sd, effective_draws):
 @pytest.mark.parametrize("sampler", ["pymc", "nutpie", "numpyro", "blackjax"])
 def test_nuts_matches_closed_form(blr_csv, blr_spec, sampler):
     """Every NUTS backend draws from the exact posterior, in the same trace layout."""
+    require_extra(*SAMPLERS[sampler].modules)
     spec = blr_spec.with_overrides(
         inference={"method": "nuts", "draws": 1000, "tune": 500, "sampler": sampler}
     )

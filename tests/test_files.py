@@ -18,7 +18,7 @@ import pytest
 from pmbnn.errors import PmbnnError
 from pmbnn.files import Destination, OutputKind, write_folder
 from pmbnn.run import RUN, RUN_FILES, load_run
-from tests.cli_helpers import assert_usage_error, run_cli, strict_json
+from tests.helpers import assert_usage_error, run_cli, strict_json
 
 ROOT = Path(__file__).resolve().parent.parent
 KIND = OutputKind("thing")
@@ -52,7 +52,7 @@ def no_fitting(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the fit started before the output was checked")
 
-    monkeypatch.setattr("pmbnn.fitted.fit", refuse)
+    monkeypatch.setattr("pmbnn.pipeline.fit", refuse)
 
 
 def test_force_never_deletes_the_folder_holding_the_input_data(
@@ -281,7 +281,7 @@ TINY_ADVI = (
 
 def _warm_caches(tmp_path: Path) -> None:
     """Compile the model here first, so that the limited process writes nothing but its run."""
-    from pmbnn.fitted import fit
+    from pmbnn.pipeline import fit
     from pmbnn.spec import load_spec
 
     (tmp_path / "tiny.toml").write_text(TINY_ADVI)
@@ -367,13 +367,13 @@ def test_a_file_system_without_locks_still_gets_a_whole_output(tmp_path, monkeyp
     """Some network and FUSE mounts refuse flock: the write goes ahead, and says it is unlocked."""
     import errno
 
-    import pmbnn.files
+    import pmbnn.locks
     from pmbnn.errors import OutputWarning
 
     def no_locks(fd: int, operation: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(pmbnn.files.fcntl, "flock", no_locks)
+    monkeypatch.setattr(pmbnn.locks.fcntl, "flock", no_locks)
     with pytest.warns(OutputWarning, match="does not support file locks"):
         write_folder(tmp_path / "out", KIND, lambda folder: (folder / "a.txt").write_text("1"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -21,7 +21,7 @@ from pmbnn.data import load_dataset
 from pmbnn.errors import PmbnnError
 from pmbnn.run import RUN_FILES, load_run
 from pmbnn.spec import DataSpec
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, run_cli
 
 ROWS = 30
 

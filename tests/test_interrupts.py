@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pmbnn import interrupts
+from pmbnn.inference.samplers import SAMPLERS
 from pmbnn.run import load_run
-from tests.cli_helpers import run_cli
+from tests.helpers import require_extra, run_cli
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
@@ -138,6 +139,8 @@ def test_pymc_nuts_interrupted_while_sampling(tmp_path, signum):
 
 @pytest.mark.parametrize("jax_first", [False, True], ids=["fork", "forkserver"])
 def test_sigkill_leaves_no_process_and_nothing_taken_for_a_run(tmp_path, capsys, jax_first):
+    if jax_first:
+        require_extra("jax")
     fit = start_fit(tmp_path, NUTS.format(sampler="pymc"), "run", jax_first)
     wait_for_chain_processes(fit, 4 if jax_first else 3)
     fit.send_signal(signal.SIGKILL)
@@ -160,6 +163,7 @@ def test_sigkill_leaves_no_process_and_nothing_taken_for_a_run(tmp_path, capsys,
 @pytest.mark.parametrize("sampler", ["numpyro", "blackjax", "nutpie"])
 def test_jax_and_rust_samplers_interrupted_while_sampling(tmp_path, sampler):
     """nutpie returned an empty trace (a traceback), NumPyro's computation held the exit."""
+    require_extra(*SAMPLERS[sampler].modules)
     spec = NUTS.format(sampler=sampler)
     if sampler == "nutpie":  # its chains then run in parallel, without the GIL: detectable
         spec += 'backend = "numba"\n'

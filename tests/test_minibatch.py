@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from pmbnn.cli import main
-from pmbnn.fitted import fit
-from tests.conftest import BLR_ROWS
-from tests.test_exact import exact_posterior
+from pmbnn.pipeline import fit
+from tests.helpers import BLR_ROWS, exact_posterior
 
 BATCH = 10  # a quarter of the rows
 

@@ -15,7 +15,7 @@ from scipy.special import logsumexp
 from pmbnn.diagnostics import diagnose
 from pmbnn.predict import mixture_quantiles, predictive_cdf
 from pmbnn.predictive_checks import COVERAGE_LEVELS, calibration, loo
-from tests.cli_helpers import assert_usage_error, run_cli, strict_json
+from tests.helpers import assert_usage_error, run_cli, strict_json
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [

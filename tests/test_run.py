@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import xarray as xr
 
-from pmbnn.fitted import fit
+from pmbnn.pipeline import fit
 from pmbnn.run import load_run
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pmbnn.errors import PmbnnError
 from pmbnn.manifest import MANIFEST, write_manifest
 from pmbnn.run import RUN_FILES, load_run
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, run_cli
 
 FILES = (*RUN_FILES, MANIFEST)
 

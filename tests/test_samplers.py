@@ -7,9 +7,9 @@ import importlib.util
 import pytest
 
 from pmbnn.errors import PmbnnError
-from pmbnn.inference.backends import check_backend
+from pmbnn.inference.samplers import SAMPLERS
 from pmbnn.spec import Spec, spec_from_dict
-from tests.cli_helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, run_cli
 
 
 def test_missing_backend_names_the_extra(monkeypatch):
@@ -18,8 +18,8 @@ def test_missing_backend_names_the_extra(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "numpyro" else real(name, *a)
     )
     with pytest.raises(PmbnnError, match=r"needs numpyro.*pip install 'pmbnn\[jax\]'"):
-        check_backend("numpyro")
-    check_backend("pymc")  # always there
+        SAMPLERS["numpyro"].require()
+    SAMPLERS["pymc"].require()  # always there
 
 
 def test_unknown_sampler_is_a_spec_error():

@@ -9,7 +9,7 @@ import pytest
 from pmbnn.errors import PmbnnError
 from pmbnn.spec import Spec, load_spec
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parent.parent / "pmbnn" / "models"
 
 
 def test_defaults_are_valid():

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from pmbnn.fitted import fit
-from pmbnn.inference.advi import APPROXIMATION_GROUP
+from pmbnn.pipeline import fit
+from pmbnn.trace import VI_APPROXIMATION as APPROXIMATION_GROUP
 from pmbnn.vi_quality import importance_densities
-from tests.test_exact import exact_posterior
+from tests.helpers import exact_posterior
 
 DRAWS = 4000
 
@@ -43,7 +42,7 @@ def with_gaussian_q(fitted, mean: np.ndarray, cov: np.ndarray, seed: int = 0):
     q["mean"].values[:] = mean
     q["cholesky"].values[:] = cholesky
     trace[APPROXIMATION_GROUP] = xr.DataTree(q)
-    return replace(fitted, trace=trace)
+    return fitted.with_trace(trace)
 
 
 def test_exact_q_gives_constant_ratios(blr_vi):

@@ -6,8 +6,9 @@ from xarray import DataTree
 
 from pmbnn.inference.advi import AdviProgram, fit_advi
 from pmbnn.inference.nuts import build_step, sample_nuts
-from pmbnn.model import TARGET_DATA, BnnModel
+from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
+from pmbnn.trace import TARGET_DATA
 
 
 class CompiledInference:
@@ -30,10 +31,10 @@ class CompiledInference:
         ``vi_approximation``.
         """
         if settings.method == "nuts":
-            key = (settings.sampler, settings.target_accept)
-            if key not in self._nuts:
-                self._nuts[key] = build_step(self.bnn, settings)
-            return sample_nuts(self.bnn, settings, progress, self._nuts[key])
+            step_key = (settings.sampler, settings.target_accept)
+            if step_key not in self._nuts:
+                self._nuts[step_key] = build_step(self.bnn, settings)
+            return sample_nuts(self.bnn, settings, progress, self._nuts[step_key])
         full_rank = settings.method == "fullrank_advi"
         # A minibatch likelihood is scaled to the row count it was built for.
         rows = len(self.bnn.model[TARGET_DATA].get_value()) if settings.batch_size else None

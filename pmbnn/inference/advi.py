@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -14,35 +15,19 @@ from threadpoolctl import threadpool_limits
 from xarray import DataTree
 
 from pmbnn.errors import PmbnnError
-from pmbnn.inference.backends import compile_backend
+from pmbnn.inference.compile_target import compile_target
 from pmbnn.interrupts import raise_if_interrupted
-from pmbnn.model import INPUTS, TARGET_DATA, BnnModel, minibatch_model
+from pmbnn.loss import PLATEAU_Z, plateau_z
+from pmbnn.model import BnnModel, minibatch_model
 from pmbnn.spec import InferenceSpec
+from pmbnn.trace import INPUTS, TARGET_DATA, VI_APPROXIMATION, VI_LOSS
 
-LOSS_GROUP = "vi_loss"
-APPROXIMATION_GROUP = "vi_approximation"
 MIN_WINDOW = 500
 # Initial posterior sd of every weight. A wide start (PyMC's default is about 0.7, far above
 # fan-in prior sds) lets mean-field ADVI fall into the "all noise" optimum where sigma ~ 1 on
 # standardized targets; a narrow start reaches the data-fitting optimum. Measured on the sine-gap
 # example: learned sigma 1.07 with the default start, 0.22 with 0.01 (noise truth about 0.14).
 START_SD = 0.01
-
-
-PLATEAU_Z = 2.0
-
-
-def plateau_z(losses: np.ndarray, window: int) -> float:
-    """How much the last window's mean loss improved on the window before, in standard errors.
-
-    Below PLATEAU_Z the drop is within ELBO noise: the loss has stopped improving.
-    """
-    last, previous = losses[-window:], losses[-2 * window : -window]
-    noise = np.sqrt((last.var() + previous.var()) / window)
-    improvement = previous.mean() - last.mean()
-    if noise == 0:
-        return np.inf if improvement > 0 else 0.0
-    return float(improvement / noise)
 
 
 class LossPlateau:
@@ -102,7 +87,7 @@ class AdviProgram:
         # gradient only, not for log densities the diagnostics evaluate.
         self.training = bnn if self.batch_size is None else minibatch_model(bnn, self.batch_size)
         self.method = "fullrank_advi" if full_rank else "advi"
-        self.backend = compile_backend(settings.backend)
+        self.backend = compile_target(settings.backend)
         self.iterations = settings.iterations
         self.window = max(MIN_WINDOW, settings.iterations // 20)
         self.learning_rate = pytensor.shared(
@@ -154,7 +139,7 @@ class AdviProgram:
             warnings.filterwarnings("ignore", "Skipping Assert")
             step()  # JAX compiles on the first call; run() resets all it changes
 
-    def run(self, settings: InferenceSpec, progress: bool) -> tuple[object, np.ndarray]:
+    def run(self, settings: InferenceSpec, progress: bool) -> tuple[Any, np.ndarray]:
         """Fit from the initial state on the model's current data: (approximation, losses)."""
         if self.training is not self.bnn:
             data = {name: self.bnn.model[name].get_value() for name in (INPUTS, TARGET_DATA)}
@@ -258,12 +243,12 @@ def fit_advi(
             "final_learning_rate": float(program.learning_rate.get_value()),
         },
     )
-    trace[LOSS_GROUP] = DataTree(loss)
-    trace[APPROXIMATION_GROUP] = DataTree(_approximation_dataset(approx, bnn, full_rank))
+    trace[VI_LOSS] = DataTree(loss)
+    trace[VI_APPROXIMATION] = DataTree(_approximation_dataset(approx, bnn, full_rank))
     return trace
 
 
-def _approximation_dataset(approx: object, bnn: BnnModel, full_rank: bool) -> xr.Dataset:
+def _approximation_dataset(approx: Any, bnn: BnnModel, full_rank: bool) -> xr.Dataset:
     """The fitted Gaussian q over the flat unconstrained parameter vector, as plain arrays.
 
     Stored so that diagnostics can evaluate log q at the draws (Pareto k-hat of p/q) without the

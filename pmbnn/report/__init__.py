@@ -13,14 +13,14 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from pmbnn import jsontext
+from pmbnn.data import read_labelled
 from pmbnn.diagnostics import FAIL, Diagnosis, diagnose, format_number
 from pmbnn.files import Destination, OutputKind
 from pmbnn.fitted import FittedBnn
-from pmbnn.inference.advi import LOSS_GROUP
-from pmbnn.model import NOISE
-from pmbnn.predictive_checks import calibration, loo, posterior_predictive
+from pmbnn.predictive_checks import Calibration, calibration, loo, posterior_predictive
 from pmbnn.report import figures
 from pmbnn.run import load_metrics, load_run
+from pmbnn.trace import NOISE, SAMPLE_DIMS, VI_LOSS
 
 
 def _legacy_report(folder: Path) -> bool:
@@ -44,13 +44,41 @@ def default_report_dir(run_dir: Path) -> Path:
     return Path("reports") / Path(run_dir).resolve().name
 
 
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None, force: bool = False):
-    """Write index.html and report.json for the run into out_dir; returns (folder, numbers)."""
+def build_report(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    force: bool = False,
+    test_data: str | Path | None = None,
+) -> tuple[Path, dict]:
+    """Write a self-contained HTML report (and report.json) of a run.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder.
+    out_dir : path, optional
+        The report folder (default: reports/<run folder name>).
+    force : bool, default False
+        Replace out_dir if it is a report pmbnn wrote.
+    test_data : path, optional
+        A table with the run's inputs and target to check calibration on, instead of the
+        held-out rows stored with the run.
+
+    Returns
+    -------
+    folder : Path
+    numbers : dict
+        What report.json holds: spec, metadata, metrics, diagnostics, calibration, LOO.
+    """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_report_dir(run_dir)
     fitted = load_run(run_dir)
-    with Destination(out_dir, REPORT, force, [run_dir]) as destination:  # before the work
-        numbers, page = render(fitted, run_dir)
+    held_out = None
+    if test_data is not None:
+        x, y = read_labelled(test_data, fitted.feature_names, fitted.target)
+        held_out = (x, y, Path(test_data).name)
+    with Destination(out_dir, REPORT, force, [run_dir, test_data]) as destination:
+        numbers, page = render(fitted, run_dir, held_out)
 
         def fill(folder: Path) -> None:
             (folder / "index.html").write_text(page, encoding="utf-8")
@@ -59,10 +87,12 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, force: 
         return destination.write(fill), numbers
 
 
-def render(fitted: FittedBnn, run_dir: Path) -> tuple[dict, str]:
-    """(report.json contents, HTML page) for a loaded run."""
+def render(
+    fitted: FittedBnn, run_dir: Path, held_out: tuple[np.ndarray, np.ndarray, str] | None = None
+) -> tuple[dict, str]:
+    """(report.json contents, HTML page) for a loaded run; calibration on `held_out` if given."""
     diagnosis = diagnose(fitted)
-    checks = calibration(fitted)
+    checks = calibration(fitted, held_out)
     loo_result = loo(fitted)
     numbers = {
         "run": run_dir.resolve().name,
@@ -98,7 +128,9 @@ def render(fitted: FittedBnn, run_dir: Path) -> tuple[dict, str]:
     return numbers, page
 
 
-def _images(fitted: FittedBnn, diagnosis: Diagnosis, checks, loo_result) -> dict[str, str]:
+def _images(
+    fitted: FittedBnn, diagnosis: Diagnosis, checks: Calibration | None, loo_result: dict | None
+) -> dict[str, str]:
     images: dict[str, str] = {}
     draws = diagnosis.draws
     shown = draws.isel(probe=_trace_probes(diagnosis))
@@ -107,8 +139,8 @@ def _images(fitted: FittedBnn, diagnosis: Diagnosis, checks, loo_result) -> dict
         if shown.sizes["chain"] > 1:
             images["rank"] = figures.rank(shown)
         images["energy"] = figures.energy(fitted.trace)
-    elif LOSS_GROUP in fitted.trace.children:
-        loss = fitted.trace[LOSS_GROUP].to_dataset()
+    elif VI_LOSS in fitted.trace.children:
+        loss = fitted.trace[VI_LOSS].to_dataset()
         images["loss"] = figures.loss_curve(loss["loss"].values, int(loss.attrs["window"]))
     images["ppc"] = figures.ppc(posterior_predictive(fitted))
     if len(fitted.feature_names) == 1:
@@ -128,7 +160,7 @@ def _trace_probes(diagnosis: Diagnosis) -> list[int]:
     order: list[int] = []
     rhats = [q.get("r_hat") for q in diagnosis.quantities if q["quantity"] != NOISE]
     if rhats and rhats[0] is not None:
-        order.append(int(np.nanargmax(rhats)))
+        order.append(int(np.nanargmax([float(r) if r is not None else np.nan for r in rhats])))
     for split in ("train", "test"):
         order += [i for i, label in enumerate(labels) if label.startswith(split)][:1]
     order += range(len(labels))
@@ -143,7 +175,7 @@ def _fit_1d(fitted: FittedBnn) -> str:
     margin = 0.1 * (high - low)
     grid = np.linspace(low - margin, high + margin, GRID_POINTS)
     prediction = fitted.predict(grid[:, None], levels=BAND_LEVELS)
-    f = prediction.function_draws.stack(sample=("chain", "draw")).transpose("sample", "obs")
+    f = prediction.function_draws.stack(sample=SAMPLE_DIMS).transpose("sample", "obs")
     f_bounds = np.quantile(f.values, BAND_LEVELS, axis=0)
     q = prediction.quantiles
     return figures.fit_1d(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable
+from typing import Any
 
 import arviz_plots as azp
 import matplotlib.pyplot as plt
@@ -36,7 +37,7 @@ def _subplots(*args, **kwargs):
     return figure, figure.subplots(*args, **kwargs)
 
 
-def arviz_png(plot: Callable[..., azp.PlotCollection], *args, **kwargs) -> str:
+def arviz_png(plot: Callable[..., azp.PlotCollection], *args: Any, **kwargs: Any) -> str:
     """An arviz-plots figure (matplotlib backend) as base64 PNG."""
     collection = plot(*args, backend="matplotlib", **kwargs)
     figure = collection.get_viz("figure")

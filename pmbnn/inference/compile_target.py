@@ -1,10 +1,11 @@
-"""Which optional packages each backend needs, and which PyTensor backend compiles the model.
+"""What PyTensor compiles the model to for ADVI, nutpie and prediction: numba or JAX.
 
 PyTensor compiles with numba by default; with the jax extra installed it can compile to JAX
 instead, which "auto" prefers. Measured on the perf workload (benchmarks/perf.py, 2 cores):
 one log-posterior gradient 0.94 ms through numba, 0.33 ms through JAX; mean-field ADVI
 810 iterations/s through numba, 1080-1340 through JAX; nutpie 460 gradients/s against 3851;
-the prediction forward pass 6x faster.
+the prediction forward pass 6x faster. (Which NUTS implementation runs is the sampler, a
+separate choice: `samplers.py`.)
 """
 
 from __future__ import annotations
@@ -12,14 +13,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from pmbnn.errors import PmbnnError
+from pmbnn.errors import MissingExtraError
 
-# What each optional sampler imports; all come with `pip install 'pmbnn[jax]'`.
-BACKEND_MODULES = {
-    "nutpie": ("nutpie", "numba"),
-    "numpyro": ("jax", "numpyro"),
-    "blackjax": ("jax", "blackjax"),
-}
 JAX_EXTRA = "pip install 'pmbnn[jax]'"
 
 
@@ -32,25 +27,15 @@ def use_all_cpu_cores_for_jax() -> None:
         os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
 
 
-def check_backend(sampler: str) -> None:
-    """Fail with the install command when the sampler's packages are missing."""
-    missing = [m for m in BACKEND_MODULES.get(sampler, ()) if importlib.util.find_spec(m) is None]
-    if missing:
-        raise PmbnnError(
-            f"the {sampler} sampler needs {', '.join(missing)}, which is not installed: "
-            f"run {JAX_EXTRA} (or choose --sampler pymc)"
-        )
-
-
-def compile_backend(choice: str) -> str:
-    """The PyTensor backend ("numba" or "jax") for ``[inference].backend = choice``.
+def compile_target(choice: str) -> str:
+    """The PyTensor compile target ("numba" or "jax") for ``[inference].backend = choice``.
 
     "auto" is JAX when it is installed, else numba; "jax" without JAX is an error naming the
     extra. The choice is recorded with each run, since the two give different random streams.
     """
     has_jax = importlib.util.find_spec("jax") is not None
     if choice == "jax" and not has_jax:
-        raise PmbnnError(
+        raise MissingExtraError(
             f"[inference].backend = 'jax' needs jax, which is not installed: run {JAX_EXTRA} "
             "(or set backend = 'numba')"
         )

@@ -1,0 +1,134 @@
+"""The NUTS implementations pmbnn runs, one small object each: what it needs installed, the
+options it gives `pm.sample`, and the context it samples in.
+
+All four sample the same PyMC model and return the same trace layout (`nuts.py`); adding one
+is adding an entry to SAMPLERS.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+
+import pymc as pm
+from threadpoolctl import threadpool_limits
+
+from pmbnn.errors import MissingExtraError
+from pmbnn.inference.compile_target import JAX_EXTRA, compile_target, use_all_cpu_cores_for_jax
+from pmbnn.interrupts import child_process_context
+from pmbnn.model import BnnModel
+from pmbnn.spec import InferenceSpec
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A NUTS implementation behind ``pm.sample(nuts_sampler=name)``."""
+
+    name: str
+    modules: tuple[str, ...] = ()  # what it imports; all come with the jax extra
+
+    def require(self) -> None:
+        """MissingExtraError (an ImportError) naming the install command, if not installed."""
+        missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingExtraError(
+                f"the {self.name} sampler needs {', '.join(missing)}, which is not installed: "
+                f"run {JAX_EXTRA} (or choose --sampler pymc)"
+            )
+
+    def options(self, bnn: BnnModel, settings: InferenceSpec, step: object) -> dict:
+        """Keyword arguments for pm.sample beyond those every sampler takes."""
+        return {"nuts": {"target_accept": settings.target_accept}}
+
+    def context(self, cores: int) -> AbstractContextManager:
+        return nullcontext()
+
+
+class PymcSampler(Sampler):
+    """PyMC's own NUTS: chains in processes, the model compiled by PyTensor's default (numba)."""
+
+    def build_step(self, bnn: BnnModel, settings: InferenceSpec) -> pm.NUTS:
+        """The compiled step, reusable across fits of the same model."""
+        with bnn.model:
+            return pm.NUTS(target_accept=settings.target_accept)
+
+    def options(self, bnn: BnnModel, settings: InferenceSpec, step: object) -> dict:
+        # Forking a process in which JAX runs threads (an earlier ADVI fit, a JAX sampler)
+        # can deadlock the chains; start them from a clean server process instead. Either way
+        # the chain processes die with this one, even when it is killed outright.
+        start_method = "forkserver" if "jax" in sys.modules else "fork"
+        return {
+            "step": step or self.build_step(bnn, settings),
+            "mp_ctx": child_process_context(start_method),
+        }
+
+    def context(self, cores: int) -> AbstractContextManager:
+        return one_blas_thread_per_process() if cores > 1 else nullcontext()
+
+
+class NutpieSampler(Sampler):
+    """nutpie (Rust), calling the model as compiled for the run's compile target."""
+
+    def options(self, bnn: BnnModel, settings: InferenceSpec, step: object) -> dict:
+        options = super().options(bnn, settings, step)
+        if compile_target(settings.backend) == "jax":
+            # nutpie's threads call the JAX-compiled density: on the perf workload 3851
+            # gradients/s against 460 through numba.
+            options["compile_kwargs"] = {"backend": "jax", "gradient_backend": "jax"}
+        return options
+
+
+class JaxSampler(Sampler):
+    """NumPyro or BlackJAX: the whole sampler compiled to JAX with the model."""
+
+    def options(self, bnn: BnnModel, settings: InferenceSpec, step: object) -> dict:
+        use_all_cpu_cores_for_jax()
+        import jax
+
+        # One chain per device when there are enough (CPU cores, or GPUs), else all in one.
+        parallel = jax.local_device_count() >= settings.chains
+        return {
+            "nuts": {
+                "target_accept": settings.target_accept,
+                "chain_method": "parallel" if parallel else "vectorized",
+            }
+        }
+
+
+SAMPLERS: dict[str, Sampler] = {
+    sampler.name: sampler
+    for sampler in (
+        PymcSampler("pymc"),
+        NutpieSampler("nutpie", ("nutpie", "numba")),
+        JaxSampler("numpyro", ("jax", "numpyro")),
+        JaxSampler("blackjax", ("jax", "blackjax")),
+    )
+}
+
+
+@contextmanager
+def one_blas_thread_per_process() -> Iterator[None]:
+    """Limit BLAS to one thread here and in processes started meanwhile.
+
+    PyMC's sampler runs each chain in its own process, whose BLAS would start a thread per
+    core: 2 chains on 2 cores ran 4 busy threads, 3.5x slower (89 s against 25 s on the
+    benchmark workload). Forked chains inherit threadpoolctl's limit; spawned ones (PyMC
+    avoids fork once JAX is loaded) read the environment.
+    """
+    saved = {name: os.environ.get(name) for name in BLAS_THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(BLAS_THREAD_VARIABLES, "1"))
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,100 @@
+"""What the commands print: plain-text renderings of fit results, scores and diagnoses.
+
+Kept apart from the command line so that each can be tested without argparse; the numbers
+come from evaluation and diagnostics, this module only words and aligns them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xarray import DataTree
+
+from pmbnn.diagnostics import Diagnosis, Verdict, format_number
+from pmbnn.evaluation import Metrics, Scores
+from pmbnn.spec import InferenceSpec, Spec
+from pmbnn.trace import VI_LOSS
+
+VERDICT_MEANING = {
+    Verdict.OK: "every check passed",
+    Verdict.WARN: "no check failed; see the hints above",
+    Verdict.FAIL: "a check failed: do not trust the uncertainties until it is fixed",
+}
+
+
+def inference_description(settings: InferenceSpec) -> str:
+    """'nuts (pymc), 2 chains x 500 draws (500 tune)' or 'advi, 1000 draws from q'."""
+    if settings.method == "nuts":
+        return (
+            f"nuts ({settings.sampler}), {settings.chains} chains x {settings.draws} draws "
+            f"({settings.tune} tune)"
+        )
+    return f"{settings.method}, {settings.draws} draws from the approximation"
+
+
+def optimization_description(trace: DataTree, n_train: int, settings: InferenceSpec) -> str:
+    """How an ADVI fit ended: iterations run, and whether on a plateau or at the limit."""
+    loss = trace[VI_LOSS].to_dataset()
+    ran = loss.sizes["iteration"]
+    why = (
+        "the loss levelled off (converged)"
+        if loss.attrs.get("converged")
+        else f"the limit of {settings.iterations} iterations was reached before the loss "
+        "levelled off"
+    )
+    text = f"{settings.method}: {ran} iterations, stopped because {why}; {settings.draws} draws"
+    if settings.batch_size and settings.batch_size < n_train:
+        text += f"; minibatches of {settings.batch_size} rows"
+    return text
+
+
+def fit_summary(
+    name: str, spec: Spec, metrics: Metrics, trace: DataTree, seconds: float, out_dir: Path
+) -> str:
+    settings = spec.inference
+    if settings.method == "nuts":
+        how = inference_description(settings)
+    else:
+        how = optimization_description(trace, metrics.train.n, settings)
+    lines = [f"pmbnn fit: {name} ({how}) in {seconds:.1f} s"]
+    lines.append(f"  train RMSE           {metrics.train.rmse:.4g}  ({metrics.train.n} rows)")
+    if metrics.test is not None:
+        lines += _score_lines(metrics.test, "test ")
+    else:
+        lines.append("  no test split ([data].test_fraction = 0): test metrics omitted")
+    lines.append(f"  run written to {out_dir}")
+    return "\n".join(lines)
+
+
+def _score_lines(scores: Scores, prefix: str) -> list[str]:
+    return [
+        f"  {prefix + 'RMSE':<20} {scores.rmse:.4g}  ({scores.n} rows)",
+        f"  {prefix + 'log pred. dens.':<20} {scores.lpd:.4g}  (mean per row)",
+        f"  {'90% interval cover.':<20} {scores.coverage_90:.2f}  (nominal 0.90)",
+    ]
+
+
+def scores_text(run: Path, data: str, scores: Scores) -> str:
+    return "\n".join([f"pmbnn evaluate: {run} on {data}", *_score_lines(scores, "")])
+
+
+def diagnosis_text(run: Path, settings: InferenceSpec, diagnosis: Diagnosis) -> str:
+    lines = [f"pmbnn diagnose: {run} ({inference_description(settings)})"]
+    width = max(len(check.label) for check in diagnosis.checks)
+    for check in diagnosis.checks:
+        value = format_number(check.value)
+        lines.append(
+            f"  {check.verdict:<4}  {check.label:<{width}}  {value:>8}  "
+            f"[{check.threshold}]  {check.detail}"
+        )
+        if check.verdict in (Verdict.WARN, Verdict.FAIL):
+            lines.append(f"  {'':<4}  -> {check.hint}")
+    verdict = diagnosis.verdict
+    meaning = VERDICT_MEANING[verdict]
+    if verdict == Verdict.FAIL and settings.method != "nuts":
+        meaning = (
+            "a check failed: q is not the posterior; judge its predictions by calibration and "
+            "LOO (pmbnn report), or use NUTS"
+        )
+    lines.append(f"verdict: {verdict} ({meaning})")
+    return "\n".join(lines)

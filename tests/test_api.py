@@ -1,0 +1,146 @@
+"""The public API and the commands built on it: `import pmbnn`, evaluate, held-out tables,
+readable run names, typed results, standard exception types."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pmbnn
+from pmbnn.errors import MissingExtraError, PmbnnError
+from tests.helpers import assert_usage_error, run_cli, strict_json
+
+TINY_ADVI = {"method": "advi", "iterations": 1500, "draws": 100}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(60, 2))
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": np.sin(x[:, 0]) + 0.1 * x[:, 1]})
+    folder = tmp_path_factory.mktemp("table")
+    frame[:45].to_csv(folder / "train.csv", index=False)
+    frame[45:].to_csv(folder / "test.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def all_rows_run(table, tmp_path_factory):
+    """fit --data --test-fraction 0: every row trains (an already split training table)."""
+    from pmbnn.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "all-rows"
+    args = ["fit", "--data", str(table / "train.csv"), "--target", "y", "--test-fraction", "0",
+            "--method", "advi", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+def test_the_public_api_is_small_and_documented():
+    assert set(pmbnn.__all__) >= {"Spec", "load_spec", "fit", "load_run", "save_run",
+                                  "diagnose", "build_report", "evaluate", "Prediction"}  # fmt: skip
+    for name in pmbnn.__all__:
+        assert getattr(pmbnn, name).__doc__, name
+    for function in (pmbnn.fit, pmbnn.load_run, pmbnn.save_run, pmbnn.evaluate, pmbnn.diagnose):
+        assert "Parameters" in function.__doc__ and "Returns" in function.__doc__, function
+    with pytest.raises(AttributeError):
+        pmbnn.nothing  # noqa: B018
+
+
+def test_evaluate_on_the_training_table_equals_the_runs_training_metrics(
+    all_rows_run, table, capsys
+):
+    metrics = json.loads((all_rows_run / "metrics.json").read_text())
+    assert metrics["n_test"] == 0 and metrics["n_train"] == 45
+    code, out, _ = run_cli(
+        capsys, "evaluate", str(all_rows_run), "--data", str(table / "train.csv"), "--json"
+    )
+    assert code == 0
+    scores = strict_json(out)
+    assert scores["n"] == 45
+    for key in ("rmse", "lpd", "coverage_90"):
+        assert scores[key] == metrics[f"train_{key}"], key
+    code, out, _ = run_cli(capsys, "evaluate", str(all_rows_run), "--data", str(table / "test.csv"))
+    assert code == 0 and "pmbnn evaluate:" in out and "(15 rows)" in out
+
+
+def test_evaluate_needs_the_target(all_rows_run, table, tmp_path, capsys):
+    pd.read_csv(table / "test.csv").drop(columns="y").to_csv(tmp_path / "x.csv", index=False)
+    code, _, err = run_cli(capsys, "evaluate", str(all_rows_run), "--data", str(tmp_path / "x.csv"))
+    assert_usage_error(code, err, "unknown column 'y'")
+
+
+def test_a_held_out_table_is_the_test_split(table, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["fit", "--data", str(table / "train.csv"), "--target", "y", "--test-data",
+            str(table / "test.csv"), "--method", "advi", "--out", str(out)]  # fmt: skip
+    code, stdout, _ = run_cli(capsys, *args)
+    assert code == 0 and "test RMSE" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["n_train"], metrics["n_test"]) == (45, 15)
+    code, evaluated, _ = run_cli(
+        capsys, "evaluate", str(out), "--data", str(table / "test.csv"), "--json"
+    )
+    assert strict_json(evaluated)["rmse"] == metrics["test_rmse"]
+
+
+def test_report_checks_calibration_on_a_given_table(all_rows_run, table, tmp_path, capsys):
+    out = tmp_path / "report"
+    args = ("report", str(all_rows_run), "--test-data", str(table / "test.csv"), "--out", str(out))
+    assert run_cli(capsys, *args)[0] == 0
+    numbers = strict_json((out / "report.json").read_text())
+    assert numbers["calibration"]["split"] == "test.csv" and numbers["calibration"]["n"] == 15
+    assert "Calibration on test.csv" in (out / "index.html").read_text()
+
+
+def test_run_names_stay_readable_whatever_the_spec_file_is_called(table, tmp_path, monkeypatch):
+    from pmbnn.run import default_run_dir
+    from pmbnn.spec import Spec
+
+    spec = Spec().with_overrides(data={"path": str(table / "train.csv"), "target": "y"})
+    assert default_run_dir(spec, "nuts.toml").name.startswith("train-nuts-")
+    assert default_run_dir(spec, "wide.toml").name.startswith("train-wide-nuts-")
+    assert default_run_dir(spec, None).name.startswith("train-nuts-")
+
+
+def test_fit_through_the_api_equals_the_cli_run(table, tmp_path, capsys):
+    spec = pmbnn.Spec().with_overrides(
+        network={"hidden": [4]},
+        data={"path": str(table / "train.csv"), "target": "y"},
+        inference=TINY_ADVI,
+    )
+    (tmp_path / "s.toml").write_text(spec.to_toml())
+    assert run_cli(capsys, "fit", str(tmp_path / "s.toml"), "--out", str(tmp_path / "cli"))[0] == 0
+    fitted, metrics = pmbnn.fit(pmbnn.load_spec(tmp_path / "s.toml"))
+    from_cli = pmbnn.load_run(tmp_path / "cli")
+    np.testing.assert_array_equal(
+        fitted.posterior["w_out"].values, from_cli.posterior["w_out"].values
+    )
+    assert metrics.to_dict() == json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert isinstance(metrics.test, pmbnn.Scores) and metrics.test.n == 4
+
+
+def test_fit_summary_says_how_advi_stopped(table, tmp_path, capsys):
+    args = ["fit", "--data", str(table / "train.csv"), "--target", "y", "--method", "advi",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    _, out, _ = run_cli(capsys, *args)
+    assert "iterations, stopped because" in out
+    assert "the loss levelled off (converged)" in out or "limit of 30000 iterations" in out
+
+
+def test_thresholds_are_an_argument(all_rows_run):
+    run = pmbnn.load_run(all_rows_run)
+    default = pmbnn.diagnose(run)
+    lenient = pmbnn.diagnose(run, pmbnn.Thresholds(khat_ok=1e9, khat_fail=1e9))
+    assert lenient.check("pareto_k").verdict == "OK"
+    assert lenient.check("pareto_k").value == default.check("pareto_k").value
+
+
+def test_errors_are_standard_exception_types():
+    assert issubclass(PmbnnError, ValueError)
+    assert issubclass(MissingExtraError, ImportError) and issubclass(MissingExtraError, PmbnnError)
+    with pytest.raises(ValueError, match=r"\[network\].activation"):
+        pmbnn.Spec().with_overrides(network={"activation": "swish"})

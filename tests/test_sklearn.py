@@ -1,0 +1,85 @@
+"""BNNRegressor behaves as a scikit-learn estimator: scikit-learn's own checks, pipelines,
+cross-validation, DataFrames, and the same numbers as pmbnn's own fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.helpers import require_extra
+
+require_extra("sklearn")
+
+from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from pmbnn.sklearn import BNNRegressor  # noqa: E402
+
+# Tiny and fast: scikit-learn's checks fit dozens of times on small random data.
+TINY = {"hidden": (8,), "method": "advi", "iterations": 300, "draws": 50}
+
+
+@parametrize_with_checks([BNNRegressor(**TINY)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(80, 3))
+    y = np.sin(x[:, 0]) + 0.5 * x[:, 1] + 0.1 * rng.normal(size=80)
+    return x, y
+
+
+def test_predictions_and_their_uncertainty(data):
+    x, y = data
+    model = BNNRegressor(**TINY | {"iterations": 2000}).fit(x, y)
+    mean, sd = model.predict(x, return_std=True)
+    distribution = model.predict_distribution(x, levels=(0.05, 0.95))
+    np.testing.assert_array_equal(mean, distribution.mean)
+    np.testing.assert_allclose(sd**2, distribution.sd_epistemic**2 + distribution.sd_aleatoric**2)
+    lower, upper = distribution.quantiles[0.05], distribution.quantiles[0.95]
+    assert np.all(lower < mean) and np.all(mean < upper)
+    scores = model.evaluate(x, y)
+    assert scores.rmse == pytest.approx(np.sqrt(np.mean((mean - y) ** 2)))
+    assert model.score(x, y) > 0.8  # R^2 of a fit that has learnt the function
+
+
+def test_equals_pmbnn_fit_for_the_same_settings_and_seed(data, tmp_path):
+    """The estimator is pmbnn's fit: the same spec and seed give the same draws."""
+    from pmbnn import fit, load_spec
+
+    x, y = data
+    model = BNNRegressor(**TINY, random_state=3).fit(x, y)
+    table = pd.DataFrame(x, columns=["x0", "x1", "x2"]).assign(y=y)
+    table.to_csv(tmp_path / "d.csv", index=False)
+    spec = model.spec().with_overrides(data={"path": str(tmp_path / "d.csv"), "target": "y"})
+    (tmp_path / "s.toml").write_text(spec.to_toml())
+    fitted, _ = fit(load_spec(tmp_path / "s.toml"))
+    np.testing.assert_allclose(fitted.predict(x).mean, model.predict(x), rtol=1e-10)
+
+
+def test_in_a_pipeline_with_cross_validation(data):
+    x, y = data
+    pipeline = make_pipeline(StandardScaler(), BNNRegressor(**TINY))
+    scores = cross_val_score(pipeline, x, y, cv=3)
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+
+
+def test_dataframes_by_column_name(data):
+    x, y = data
+    frame = pd.DataFrame(x, columns=["a", "b", "c"])
+    model = BNNRegressor(**TINY).fit(frame, y)
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    assert model.fitted_.feature_names == ["a", "b", "c"]
+    np.testing.assert_array_equal(model.predict(frame), model.predict(x))
+
+
+def test_bad_settings_are_value_errors_at_fit(data):
+    x, y = data
+    with pytest.raises(ValueError, match=r"\[network\].activation = 'swish'"):
+        BNNRegressor(activation="swish").fit(x, y)
