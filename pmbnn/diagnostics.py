@@ -79,18 +79,6 @@ class Thresholds:
 DEFAULT_THRESHOLDS = Thresholds()
 
 
-def format_number(value: object) -> str:
-    """Numbers as a person compares them with thresholds (R-hat 1.010 is not 1.01)."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool | str | int | np.integer):
-        return str(value)
-    number = float(value)  # type: ignore[arg-type]
-    if not np.isfinite(number):
-        return str(number)
-    return f"{number:.3f}" if 0.1 <= abs(number) < 10 else f"{number:.4g}"
-
-
 @dataclass(frozen=True)
 class Check:
     """One diagnostic: the number, how it was judged and what to do about it."""
@@ -102,6 +90,7 @@ class Check:
     threshold: str
     detail: str
     hint: str
+    per_chain: list[float] | None = None  # the value of each chain, where a check has one
 
 
 @dataclass(frozen=True)
@@ -297,6 +286,7 @@ def _sampler_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
             "per chain: " + ", ".join(f"{b:.2f}" for b in bfmi),
             "momentum resampling explores the energy poorly: longer tuning, or a narrower "
             "noise prior ([likelihood].sigma_prior_scale)",
+            per_chain=[float(b) for b in bfmi],
         )
     )
     return checks

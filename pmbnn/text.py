@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from xarray import DataTree
 
-from pmbnn.diagnostics import Diagnosis, Verdict, format_number
+from pmbnn.diagnostics import Diagnosis, Verdict
 from pmbnn.evaluation import Metrics, Scores
 from pmbnn.spec import InferenceSpec, Spec
 from pmbnn.trace import VI_LOSS
@@ -20,6 +21,18 @@ VERDICT_MEANING = {
     Verdict.WARN: "no check failed; see the hints above",
     Verdict.FAIL: "a check failed: do not trust the uncertainties until it is fixed",
 }
+
+
+def format_number(value: object) -> str:
+    """Numbers as a person compares them with thresholds (R-hat 1.010 is not 1.01)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool | str | int | np.integer):
+        return str(value)
+    number = float(value)  # type: ignore[arg-type]
+    if not np.isfinite(number):
+        return str(number)
+    return f"{number:.3f}" if 0.1 <= abs(number) < 10 else f"{number:.4g}"
 
 
 def inference_description(settings: InferenceSpec) -> str:

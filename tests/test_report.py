@@ -69,6 +69,7 @@ def test_nuts_report_numbers(nuts_report, sine_fitted):
         "trace plots",
         "rank plots",
         "energy plot",
+        "E-BFMI per chain",
         "posterior predictive check",
         "predictive mean with bands",
         "coverage plot",

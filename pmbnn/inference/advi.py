@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,7 @@ MIN_WINDOW = 500
 # standardized targets; a narrow start reaches the data-fitting optimum. Measured on the sine-gap
 # example: learned sigma 1.07 with the default start, 0.22 with 0.01 (noise truth about 0.14).
 START_SD = 0.01
+PYMC_VI_LOGGER = "pymc.variational.inference"
 
 
 class LossPlateau:
@@ -165,7 +169,7 @@ class AdviProgram:
             # One BLAS thread: the network's matrices are small, and OpenBLAS's second thread
             # stalls when another process keeps a core busy (measured with both cores loaded:
             # 180-240 iterations/s with two threads, 560-590 with one; unloaded both ~900).
-            with threadpool_limits(1):
+            with threadpool_limits(1), _quiet(PYMC_VI_LOGGER):
                 self.inference.refine(settings.iterations, progressbar=progress)
         except FloatingPointError:
             raise PmbnnError(
@@ -197,6 +201,19 @@ class AdviProgram:
             mean[block] = np.ravel(start[name])
         (mu,) = (p for p in self.inference.approx.params if p.name == "mu")
         mu.set_value(mean)
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Silence a logger's INFO lines for the block: PyMC reports a stop on the loss plateau as
+    "Interrupted at 11,999 [39%]", which reads as a failure; pmbnn says how the fit ended."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def to_device(array: np.ndarray) -> object:

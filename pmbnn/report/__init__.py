@@ -14,12 +14,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from pmbnn import jsontext
 from pmbnn.data import read_labelled
-from pmbnn.diagnostics import FAIL, Diagnosis, diagnose, format_number
+from pmbnn.diagnostics import DEFAULT_THRESHOLDS, FAIL, Diagnosis, diagnose
 from pmbnn.files import Destination, OutputKind
 from pmbnn.fitted import FittedBnn
 from pmbnn.predictive_checks import Calibration, calibration, loo, posterior_predictive
 from pmbnn.report import figures
 from pmbnn.run import load_metrics, load_run
+from pmbnn.text import format_number
 from pmbnn.trace import NOISE, SAMPLE_DIMS, VI_LOSS
 
 
@@ -139,6 +140,9 @@ def _images(
         if shown.sizes["chain"] > 1:
             images["rank"] = figures.rank(shown)
         images["energy"] = figures.energy(fitted.trace)
+        bfmi = diagnosis.check("e_bfmi")
+        if bfmi.per_chain:
+            images["ebfmi"] = figures.ebfmi(bfmi.per_chain, DEFAULT_THRESHOLDS.ebfmi_warn)
     elif VI_LOSS in fitted.trace.children:
         loss = fitted.trace[VI_LOSS].to_dataset()
         images["loss"] = figures.loss_curve(loss["loss"].values, int(loss.attrs["window"]))

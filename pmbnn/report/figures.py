@@ -51,11 +51,24 @@ def trace(draws: xr.Dataset) -> str:
 
 
 def rank(draws: xr.Dataset) -> str:
-    return arviz_png(azp.plot_rank, xr.DataTree.from_dict({"posterior": draws}))
+    """Rank delta-ECDFs per chain with the simultaneous envelope they should stay inside."""
+    return arviz_png(azp.plot_rank, xr.DataTree.from_dict({"posterior": draws}), method="envelope")
 
 
 def energy(trace_tree: xr.DataTree) -> str:
-    return arviz_png(azp.plot_energy, trace_tree)
+    return arviz_png(azp.plot_energy, trace_tree, show_bfmi=False)
+
+
+def ebfmi(per_chain: list[float], threshold: float) -> str:
+    """E-BFMI of each chain (a category, not a continuous axis) against the warning line."""
+    figure, axis = _subplots(figsize=(4, 3))
+    chains = [f"chain {i}" for i in range(len(per_chain))]
+    colours = [DATA if value >= threshold else EPISTEMIC for value in per_chain]
+    axis.bar(chains, per_chain, color=colours, width=0.6)
+    axis.axhline(threshold, color=EPISTEMIC, linestyle="--", linewidth=1, label=f"{threshold}")
+    axis.set(ylabel="E-BFMI", ylim=(0, max(1.1, max(per_chain) * 1.1)))
+    axis.legend(frameon=False, title="warn below")
+    return png(figure)
 
 
 def ppc(predictive: xr.DataTree) -> str:

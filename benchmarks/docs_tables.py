@@ -1,0 +1,170 @@
+"""The tables in docs/ that quote benchmark results, generated from reports/benchmarks/*.json.
+
+    python benchmarks/docs_tables.py          # rewrite every generated table in docs/*.md
+    python benchmarks/docs_tables.py --check  # exit 1 naming any table that is out of date
+
+A generated table sits between ``<!-- table: NAME -->`` and ``<!-- end table -->`` in a docs
+page; everything else on the page is prose. The test suite runs ``--check``, so a table can
+never disagree with the result files it quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "reports" / "benchmarks"
+DOCS = ROOT / "docs"
+DATASETS = ("bostonHousing", "concrete", "energy", "wine-quality-red", "yacht")
+BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
+
+
+def _uci(folder: Path, method: str) -> dict[str, dict]:
+    found = {}
+    for dataset in DATASETS:
+        path = folder / f"uci-{dataset}-{method}.json"
+        if path.is_file():
+            found[dataset] = json.loads(path.read_text())
+    return found
+
+
+def _mean_se(mean: float, se: float | None) -> str:
+    return f"{mean:.3f} +- {se:.3f}" if se is not None else f"{mean:.3f}"
+
+
+def _minutes(summary: dict) -> str:
+    return f"{summary['seconds_total'] / 60:.0f} min"
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def uci_advi() -> str:
+    rows = []
+    for dataset, s in _uci(RESULTS, "advi").items():
+        dropout = s["published"]["mc_dropout"]
+        rows.append([dataset, str(len(s["splits"])), _mean_se(s["rmse_mean"], s["rmse_se"]),
+                     _mean_se(s["test_ll_mean"], s["test_ll_se"]),
+                     _mean_se(dropout["rmse"], dropout["rmse_se"]),
+                     _mean_se(dropout["test_ll"], dropout["test_ll_se"]), _minutes(s)])  # fmt: skip
+    header = ["dataset", "splits", "ADVI RMSE", "ADVI test LL", "MC dropout RMSE",
+              "MC dropout test LL", "fit time"]  # fmt: skip
+    return _markdown(header, rows)
+
+
+def uci_nuts() -> str:
+    rows = []
+    for dataset, s in _uci(RESULTS, "nuts").items():
+        dropout = s["published"]["mc_dropout"]
+        rows.append([dataset, str(len(s["splits"])), _mean_se(s["rmse_mean"], s["rmse_se"]),
+                     _mean_se(s["test_ll_mean"], s["test_ll_se"]),
+                     _mean_se(dropout["test_ll"], dropout["test_ll_se"]), _minutes(s)])  # fmt: skip
+    header = ["dataset", "splits", "NUTS RMSE", "NUTS test LL", "MC dropout test LL", "fit time"]
+    return _markdown(header, rows)
+
+
+def uci_nuts_wide() -> str:
+    default = _uci(RESULTS, "nuts")
+    rows = []
+    for dataset, s in _uci(RESULTS / "wide-prior", "nuts").items():
+        dropout = s["published"]["mc_dropout"]
+        same = {r["split"]: r["test_ll"] for r in default.get(dataset, {}).get("splits", [])}
+        splits = [r["split"] for r in s["splits"]]
+        compared = (
+            f"{sum(same[k] for k in splits) / len(splits):.3f}"
+            if all(k in same for k in splits)
+            else "-"
+        )
+        rows.append([dataset, str(len(splits)), _mean_se(s["rmse_mean"], s["rmse_se"]),
+                     _mean_se(s["test_ll_mean"], s["test_ll_se"]), compared,
+                     _mean_se(dropout["test_ll"], dropout["test_ll_se"]), _minutes(s)])  # fmt: skip
+    header = ["dataset", "splits", "wide prior: RMSE", "wide prior: test LL",
+              "default prior: test LL (same splits)", "MC dropout test LL", "fit time"]  # fmt: skip
+    return _markdown(header, rows)
+
+
+def perf() -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from perf import format_table
+
+    record = json.loads((RESULTS / "perf.json").read_text())
+    machine = record["machine"]
+    stamp = (
+        f"Measured {record['date'][:10]} ({record['mode']} run) on {machine['platform']}, "
+        f"{machine['cpus']} CPUs; from reports/benchmarks/perf.json.\n\n"
+    )
+    return (
+        stamp
+        + "```\n"
+        + format_table(record["results"], record["ratios"], record["settings"]).rstrip()
+        + "\n```\n"
+    )
+
+
+def run_io() -> str:
+    record = json.loads((RESULTS / "run_io.json").read_text())
+    r, ratios = record["results"], record["ratios"]
+    rows = [
+        ["save_run (reserve, serialize, fsync, checksums, rename)", f"{r['save_s']:.3f} s",
+         f"{r['plain_save_s']:.3f} s", f"{ratios['save_ratio_vs_plain_write']:.2f}"],
+        ["load_run (checksums, cross-checks, read)", f"{r['load_s']:.3f} s",
+         f"{r['plain_load_s']:.3f} s", f"{ratios['load_ratio_vs_plain_read']:.2f}"],
+        ["of which the checksums", f"{r['verify_s']:.3f} s", "", ""],
+    ]  # fmt: skip
+    stamp = (
+        f"Measured {record['date'][:10]} on {record['machine']['platform']}, "
+        f"{record['machine']['cpus']} CPUs; a {r['trace_mb']:.0f} MB run; from "
+        "reports/benchmarks/run_io.json.\n\n"
+    )
+    return stamp + _markdown(["", "pmbnn", "plain xarray / json", "ratio"], rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "uci-advi": uci_advi,
+    "uci-nuts": uci_nuts,
+    "uci-nuts-wide": uci_nuts_wide,
+    "perf": perf,
+    "run-io": run_io,
+}
+
+
+def render(text: str) -> str:
+    """The page with every generated table rebuilt from the result files."""
+
+    def rebuild(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise SystemExit(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+        return match.group(1) + TABLES[name]() + match.group(4)
+
+    return BLOCK.sub(rebuild, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report stale tables, change nothing")
+    args = parser.parse_args(argv)
+    stale = []
+    for page in sorted(DOCS.glob("*.md")):
+        text = page.read_text()
+        rendered = render(text)
+        if rendered != text:
+            stale.append(page.relative_to(ROOT))
+            if not args.check:
+                page.write_text(rendered)
+    if args.check and stale:
+        print(f"out of date: {', '.join(map(str, stale))}; run python benchmarks/docs_tables.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
