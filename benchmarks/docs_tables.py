@@ -47,28 +47,27 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def uci_advi() -> str:
+def _uci_table(method: str, label: str, dropout_rmse: bool) -> str:
+    """One row per dataset: pmbnn's RMSE and test LL beside MC dropout's published ones."""
     rows = []
-    for dataset, s in _uci(RESULTS, "advi").items():
+    for dataset, s in _uci(RESULTS, method).items():
         dropout = s["published"]["mc_dropout"]
-        rows.append([dataset, str(len(s["splits"])), _mean_se(s["rmse_mean"], s["rmse_se"]),
-                     _mean_se(s["test_ll_mean"], s["test_ll_se"]),
-                     _mean_se(dropout["rmse"], dropout["rmse_se"]),
-                     _mean_se(dropout["test_ll"], dropout["test_ll_se"]), _minutes(s)])  # fmt: skip
-    header = ["dataset", "splits", "ADVI RMSE", "ADVI test LL", "MC dropout RMSE",
-              "MC dropout test LL", "fit time"]  # fmt: skip
-    return _markdown(header, rows)
+        row = [dataset, str(len(s["splits"])), _mean_se(s["rmse_mean"], s["rmse_se"]),
+               _mean_se(s["test_ll_mean"], s["test_ll_se"])]  # fmt: skip
+        if dropout_rmse:
+            row.append(_mean_se(dropout["rmse"], dropout["rmse_se"]))
+        rows.append([*row, _mean_se(dropout["test_ll"], dropout["test_ll_se"]), _minutes(s)])
+    header = ["dataset", "splits", f"{label} RMSE", f"{label} test LL"]
+    header += ["MC dropout RMSE"] if dropout_rmse else []
+    return _markdown([*header, "MC dropout test LL", "fit time"], rows)
+
+
+def uci_advi() -> str:
+    return _uci_table("advi", "ADVI", dropout_rmse=True)
 
 
 def uci_nuts() -> str:
-    rows = []
-    for dataset, s in _uci(RESULTS, "nuts").items():
-        dropout = s["published"]["mc_dropout"]
-        rows.append([dataset, str(len(s["splits"])), _mean_se(s["rmse_mean"], s["rmse_se"]),
-                     _mean_se(s["test_ll_mean"], s["test_ll_se"]),
-                     _mean_se(dropout["test_ll"], dropout["test_ll_se"]), _minutes(s)])  # fmt: skip
-    header = ["dataset", "splits", "NUTS RMSE", "NUTS test LL", "MC dropout test LL", "fit time"]
-    return _markdown(header, rows)
+    return _uci_table("nuts", "NUTS", dropout_rmse=False)
 
 
 def uci_nuts_wide() -> str:

@@ -76,7 +76,13 @@ def test_dataframes_by_column_name(data):
     model = BNNRegressor(**TINY).fit(frame, y)
     assert list(model.feature_names_in_) == ["a", "b", "c"]
     assert model.fitted_.feature_names == ["a", "b", "c"]
-    np.testing.assert_array_equal(model.predict(frame), model.predict(x))
+    # The columns are in the fitted order: the same predictions; an array has no names, which
+    # scikit-learn points out, as for any estimator fitted on a DataFrame.
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        by_position = model.predict(x)
+    np.testing.assert_array_equal(model.predict(frame), by_position)
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict(frame[["c", "a", "b"]])  # reordered columns are refused, not misread
 
 
 def test_bad_settings_are_value_errors_at_fit(data):
