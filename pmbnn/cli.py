@@ -64,13 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--dropna", action="store_true", help="drop rows with missing or infinite values"
     )
-    fit.add_argument(
+    held_out = fit.add_mutually_exclusive_group()
+    held_out.add_argument(
         "--test-fraction",
         type=float,
         help="random share of rows held out for test metrics; 0: none (overrides "
-        "[data].test_fraction, default 0.1)",
+        "[data].test_fraction)",
     )
-    fit.add_argument(
+    held_out.add_argument(
         "--test-data", help="a table of held-out rows to score instead (sets [data].test_path)"
     )
     fit.add_argument("--method", choices=METHODS)
@@ -90,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
     fit.add_argument(
-        "--out", type=Path, help="run folder to write (default: runs/<data>-<method>-<time>)"
+        "--out",
+        type=Path,
+        help="run folder to write (default: runs/<data>[-<spec>]-<method>-<time>)",
     )
     fit.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
 
@@ -250,15 +253,15 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.inference.samplers import SAMPLERS as REGISTRY
     from pmbnn.pipeline import fit
     from pmbnn.run import RUN, data_label, default_run_dir, save_run
-    from pmbnn.spec import Spec, resolve_spec
+    from pmbnn.spec import Spec, load_spec
     from pmbnn.text import fit_summary
 
     if args.spec is not None:
-        spec = resolve_spec(args.spec)
+        spec = load_spec(args.spec)
     elif args.data is not None:
         spec = Spec()  # defaults, fitted to the given table
     else:
-        spec = resolve_spec(BUILTIN_EXAMPLE)
+        spec = load_spec(BUILTIN_EXAMPLE)
     features = [name.strip() for name in args.features.split(",")] if args.features else None
     spec = spec.with_overrides(
         data={
@@ -365,7 +368,7 @@ def _report(args: argparse.Namespace, progress: bool) -> int:
 
 def _bench(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.bench import make_bench, print_summary, run_bench
-    from pmbnn.spec import resolve_spec
+    from pmbnn.spec import load_spec
     from pmbnn.uci import available_splits
 
     if args.uci_dir is None:
@@ -373,7 +376,7 @@ def _bench(args: argparse.Namespace, progress: bool) -> int:
     if args.workers is not None and args.workers < 1:
         raise PmbnnError("--workers must be at least 1")
     splits = args.splits or f"0-{max(available_splits(args.uci_dir, args.dataset), 1) - 1}"
-    spec = resolve_spec(args.spec or UCI_SPEC)
+    spec = load_spec(args.spec or UCI_SPEC)
     bench = make_bench(
         args.dataset, args.method, splits, args.uci_dir, args.out, args.sampler, spec
     )

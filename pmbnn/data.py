@@ -115,7 +115,21 @@ def load_split(spec: DataSpec, seed: int) -> tuple[Dataset, np.ndarray, np.ndarr
     data = load_dataset(spec, seed)
     if spec.test_path is None:
         return data, *split_indices(len(data.y), spec.test_fraction, seed)
-    held_out = spec.model_copy(update={"path": spec.test_path, "features": data.feature_names})
+    if spec.path is not None and Path(spec.test_path).resolve() == Path(spec.path).resolve():
+        raise PmbnnError(
+            f"the held-out table {spec.test_path} is the training table; give a table of other "
+            "rows with --test-data, or a --test-fraction"
+        )
+    if len(data.y) < MIN_TRAIN_ROWS:
+        raise PmbnnError(f"{data.source} has {len(data.y)} row(s); need at least {MIN_TRAIN_ROWS}")
+    held_out = spec.model_copy(
+        update={
+            "path": spec.test_path,
+            "example": None,
+            "features": data.feature_names,
+            "target": data.target,
+        }
+    )
     return data.followed_by(load_dataset(held_out, seed))
 
 

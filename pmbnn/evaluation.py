@@ -1,8 +1,8 @@
 """How well a fitted BNN's predictive distribution fits some rows: typed scores and metrics.
 
 The same scores describe a run's training rows, its held-out rows, and any table a user
-scores later (``pmbnn evaluate``, the scikit-learn estimator's ``score``), so that all of them
-can be compared.
+scores later (``pmbnn evaluate``, the scikit-learn estimator's ``evaluate``), so that all of
+them can be compared.
 """
 
 from __future__ import annotations

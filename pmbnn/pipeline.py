@@ -6,6 +6,7 @@ scikit-learn estimator), with a `Refitter` to reuse one compiled model across ma
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
@@ -123,6 +124,9 @@ class Refitter:
         self.bnn: BnnModel | None = None
         self.inference: CompiledInference | None = None
         self.network: NetworkFunction | None = None
+        # Held for a whole fit by callers that share a Refitter between threads (the
+        # scikit-learn estimator): one model's data cannot be swapped mid-fit.
+        self.lock = threading.Lock()
 
     def model(
         self, spec: Spec, x: np.ndarray, y: np.ndarray, data: Dataset
@@ -131,9 +135,8 @@ class Refitter:
             self.bnn = build_model(spec, x, y, data.feature_names)
             self.inference = CompiledInference(self.bnn)
         else:
-            pm.set_data(
-                {INPUTS: x, TARGET_DATA: y}, model=self.bnn.model, coords={"obs": np.arange(len(y))}
-            )
+            coords = {"obs": np.arange(len(y)), "feature": data.feature_names}
+            pm.set_data({INPUTS: x, TARGET_DATA: y}, model=self.bnn.model, coords=coords)
         return self.bnn, self.inference
 
 

@@ -9,6 +9,7 @@ Normal(f_s(x), sigma_s^2); its moments and quantiles are computed exactly for th
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class NetworkFunction:
         # than numba for 1000 draws of the benchmark network.
         mode = "JAX" if compile_target(bnn.spec.inference.backend) == "jax" else None
         self._fn = pytensor.function([new_inputs, *batched], vectorised, mode=mode)
+        self._lock = threading.Lock()  # a compiled function is not safe to call from 2 threads
         self._widest = max([bnn.inputs.get_value().shape[1], *_layer_widths(model)])
 
     def __call__(self, posterior: xr.Dataset, x: np.ndarray) -> np.ndarray:
@@ -58,7 +60,10 @@ class NetworkFunction:
         n_draws = weights[0].shape[0]
         block = max(1, BLOCK_ELEMENTS // (n_draws * self._widest))
         x = np.asarray(x, dtype=float)
-        parts = [np.asarray(self._fn(x[i : i + block], *weights)) for i in range(0, len(x), block)]
+        with self._lock:
+            parts = [
+                np.asarray(self._fn(x[i : i + block], *weights)) for i in range(0, len(x), block)
+            ]
         return np.concatenate(parts, axis=1) if parts else np.empty((n_draws, 0))
 
 

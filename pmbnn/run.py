@@ -24,7 +24,7 @@ from pmbnn.files import Destination, OutputKind, write_folder
 from pmbnn.fitted import FittedBnn
 from pmbnn.manifest import MANIFEST, verify
 from pmbnn.model import parameter_shapes
-from pmbnn.spec import Spec, load_spec
+from pmbnn.spec import Spec, read_spec_file
 from pmbnn.trace import (
     CONSTANT_DATA,
     INPUTS,
@@ -161,7 +161,7 @@ def load_run(run_dir: str | Path) -> FittedBnn:
         verify(run_dir, RUN.name)
     except PmbnnError as exc:
         raise PmbnnError(f"damaged run: {exc}; fit it again (it is not used)") from None
-    spec = load_spec(run_dir / "spec.toml")
+    spec = read_spec_file(run_dir / "spec.toml")
     meta = _read_json(run_dir / "meta.json")
     try:
         with xr.open_datatree(run_dir / "trace.nc", engine=NETCDF_ENGINE) as stored:

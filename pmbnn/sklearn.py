@@ -135,7 +135,10 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(
                 f"random_state must be an int (pmbnn fits are seeded), got {self.random_state!r}"
             )
+        if not isinstance(self.hidden, tuple | list):
+            raise ValueError(f"hidden must be a tuple of layer widths, got {self.hidden!r}")
         return Spec().with_overrides(
+            source="BNNRegressor parameters",
             network={"hidden": list(self.hidden), "activation": self.activation},
             prior={
                 "weight_scale": self.weight_scale,
@@ -170,9 +173,9 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         ]
         data = Dataset(x, np.asarray(target, dtype=float), names, "y", "scikit-learn arrays")
         rows = np.arange(len(target))
-        fitted, metrics = fit_split(
-            spec, data, rows, rows[:0], refitter=_refitter(spec, x.shape[1])
-        )
+        refitter = _refitter(spec, x.shape[1])
+        with refitter.lock:  # the compiled model is shared: one fit at a time on it
+            fitted, metrics = fit_split(spec, data, rows, rows[:0], refitter=refitter)
         fitted.release_model()  # the compiled model is shared with later fits: keep our own
         self.fitted_ = fitted
         self.train_scores_ = metrics.train

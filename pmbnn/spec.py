@@ -150,13 +150,16 @@ class Spec(_Section):
     data: DataSpec = DataSpec()
     inference: InferenceSpec = InferenceSpec()
 
-    def with_overrides(self, **sections: dict[str, Any]) -> Spec:
+    def with_overrides(
+        self, source: str = "command-line options", **sections: dict[str, Any]
+    ) -> Spec:
         """A new spec with some keys replaced, validated like a loaded one.
 
         ``spec.with_overrides(inference={"method": "advi"})``; ``None`` values are skipped
         so that unset CLI flags change nothing. A data file given as ``data={"path": ...}``
-        replaces the built-in example; a test table (``test_path``) replaces the random split
-        unless a test_fraction is given with it.
+        replaces the built-in example; a test table (``test_path``) replaces the random split,
+        and a test_fraction given alone replaces a test table. `source` names the overrides
+        in an error message.
         """
         raw = self.model_dump()
         for section, values in sections.items():
@@ -165,8 +168,10 @@ class Spec(_Section):
                 raw["data"]["example"] = None
             if section == "data" and "test_path" in given:
                 raw["data"]["test_fraction"] = 0.0
+            elif section == "data" and "test_fraction" in given:
+                raw["data"]["test_path"] = None
             raw[section].update(given)
-        return spec_from_dict(raw, source="command-line options")
+        return spec_from_dict(raw, source=source)
 
     def to_toml(self) -> str:
         """The resolved spec (defaults filled in) as TOML; None values are left out."""
@@ -199,13 +204,32 @@ def load_builtin_spec(name: str) -> Spec:
     return spec_from_dict(tomllib.loads(text), source=f"built-in spec {name}")
 
 
-def resolve_spec(argument: str | Path) -> Spec:
-    """A spec file's path, or the name of a built-in spec ("uci-1x50"); a file of that name wins."""
+def load_spec(argument: str | Path) -> Spec:
+    """Read a spec: a TOML file, or one shipped with pmbnn by name.
+
+    Parameters
+    ----------
+    argument : path or str
+        A TOML file (relative data paths in it are taken relative to the file), or the name of
+        a built-in spec ("sine-gap", "uci-1x50", ...); a file of that name wins.
+
+    Returns
+    -------
+    Spec
+
+    Raises
+    ------
+    PmbnnError
+        When there is no such file or built-in spec, or naming the key and what is allowed for
+        an unknown key or a bad value.
+    """
     path = Path(argument)
     if path.is_file():
-        return load_spec(path)
+        return read_spec_file(path)
     name = path.name.removesuffix(".toml")
-    if path.parent == Path(".") and name in builtin_specs():
+    # "models/uci-1x50.toml": where the built-in specs lay in a checkout before they were
+    # package data; still understood.
+    if path.parent in (Path("."), Path("models")) and name in builtin_specs():
         return load_builtin_spec(name)
     raise PmbnnError(
         f"spec file not found: {argument} (give the path of a .toml spec, or a built-in one: "
@@ -213,13 +237,13 @@ def resolve_spec(argument: str | Path) -> Spec:
     )
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a TOML spec.
+def read_spec_file(path: str | Path) -> Spec:
+    """Read and validate a TOML spec file; relative data paths are taken relative to it.
 
     Parameters
     ----------
     path : path
-        A TOML file; relative data paths in it are taken relative to the file.
+        A TOML file.
 
     Returns
     -------

@@ -144,3 +144,29 @@ def test_errors_are_standard_exception_types():
     assert issubclass(MissingExtraError, ImportError) and issubclass(MissingExtraError, PmbnnError)
     with pytest.raises(ValueError, match=r"\[network\].activation"):
         pmbnn.Spec().with_overrides(network={"activation": "swish"})
+
+
+def test_held_out_table_mistakes_are_named(table, tmp_path, capsys):
+    train = str(table / "train.csv")
+    base = [
+        "fit",
+        "--data",
+        train,
+        "--target",
+        "y",
+        "--method",
+        "advi",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    code, _, err = run_cli(capsys, *base, "--test-data", train)
+    assert_usage_error(code, err, "is the training table")
+    code, _, err = run_cli(capsys, *base, "--test-data", train, "--test-fraction", "0.2")
+    assert_usage_error(code, err, "not allowed with argument")
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_old_models_folder_path_still_names_a_built_in_spec():
+    from pmbnn.spec import load_spec
+
+    assert load_spec("models/uci-1x50.toml").network.hidden == [50]

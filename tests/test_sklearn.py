@@ -89,3 +89,29 @@ def test_bad_settings_are_value_errors_at_fit(data):
     x, y = data
     with pytest.raises(ValueError, match=r"\[network\].activation = 'swish'"):
         BNNRegressor(activation="swish").fit(x, y)
+
+
+def test_fits_sharing_a_compiled_model_keep_their_own_column_names(data, tmp_path):
+    """Two estimators on tables of the same width reuse one compiled model; each run keeps its
+    own feature names, so each saves and reloads."""
+    from pmbnn import load_run, save_run
+
+    x, y = data
+    first = BNNRegressor(**TINY).fit(pd.DataFrame(x, columns=["a", "b", "c"]), y)
+    second = BNNRegressor(**TINY).fit(pd.DataFrame(x, columns=["p", "q", "r"]), y)
+    for model, names in ((first, ["a", "b", "c"]), (second, ["p", "q", "r"])):
+        out = tmp_path / "-".join(names)
+        save_run(model.fitted_, _metrics(model), out)
+        assert load_run(out).feature_names == names
+
+
+def _metrics(model):
+    from pmbnn.evaluation import Metrics
+
+    return Metrics(model.train_scores_)
+
+
+def test_hidden_must_be_a_sequence(data):
+    x, y = data
+    with pytest.raises(ValueError, match="hidden must be a tuple of layer widths"):
+        BNNRegressor(hidden=50).fit(x, y)
