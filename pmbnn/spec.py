@@ -238,22 +238,8 @@ def load_spec(argument: str | Path) -> Spec:
 
 
 def read_spec_file(path: str | Path) -> Spec:
-    """Read and validate a TOML spec file; relative data paths are taken relative to it.
-
-    Parameters
-    ----------
-    path : path
-        A TOML file.
-
-    Returns
-    -------
-    Spec
-
-    Raises
-    ------
-    PmbnnError
-        Naming the key and what is allowed, for an unknown key or a bad value.
-    """
+    """`load_spec` for a file only (a run's own spec.toml must never fall back to a built-in
+    spec); relative data paths are taken relative to the file."""
     path = Path(path)
     if not path.is_file():
         raise PmbnnError(f"spec file not found: {path} (give the path of a .toml spec)")
