@@ -18,9 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pmbnn.uci import published  # noqa: E402
+
 RESULTS = ROOT / "reports" / "benchmarks"
 DOCS = ROOT / "docs"
-DATASETS = ("bostonHousing", "concrete", "energy", "wine-quality-red", "yacht")
+DATASETS = ("bostonHousing", "concrete", "energy", "kin8nm", "naval-propulsion-plant",
+            "wine-quality-red", "yacht")  # fmt: skip
+FIXED = RESULTS / "fixed-prior"  # results with the fixed prior, the default before issue 14
+WIDE = RESULTS / "wide-prior"  # the fixed prior at twice the scale
 BLOCK = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end table -->)", re.S)
 
 
@@ -50,7 +57,7 @@ def _markdown(header: list[str], rows: list[list[str]]) -> str:
 def _uci_table(method: str, label: str, dropout_rmse: bool) -> str:
     """One row per dataset: pmbnn's RMSE and test LL beside MC dropout's published ones."""
     rows = []
-    for dataset, s in _uci(RESULTS, method).items():
+    for dataset, s in _uci(FIXED, method).items():
         dropout = s["published"]["mc_dropout"]
         row = [dataset, str(len(s["splits"])), _mean_se(s["rmse_mean"], s["rmse_se"]),
                _mean_se(s["test_ll_mean"], s["test_ll_se"])]  # fmt: skip
@@ -71,9 +78,9 @@ def uci_nuts() -> str:
 
 
 def uci_nuts_wide() -> str:
-    default = _uci(RESULTS, "nuts")
+    default = _uci(FIXED, "nuts")
     rows = []
-    for dataset, s in _uci(RESULTS / "wide-prior", "nuts").items():
+    for dataset, s in _uci(WIDE, "nuts").items():
         dropout = s["published"]["mc_dropout"]
         same = {r["split"]: r["test_ll"] for r in default.get(dataset, {}).get("splits", [])}
         splits = [r["split"] for r in s["splits"]]
@@ -86,8 +93,94 @@ def uci_nuts_wide() -> str:
                      _mean_se(s["test_ll_mean"], s["test_ll_se"]), compared,
                      _mean_se(dropout["test_ll"], dropout["test_ll_se"]), _minutes(s)])  # fmt: skip
     header = ["dataset", "splits", "wide prior: RMSE", "wide prior: test LL",
-              "default prior: test LL (same splits)", "MC dropout test LL", "fit time"]  # fmt: skip
+              "fixed prior: test LL (same splits)", "MC dropout test LL", "fit time"]  # fmt: skip
     return _markdown(header, rows)
+
+
+def prior_predictive() -> str:
+    """Per dataset and prior: the share of prior draws of f flatter than the observed y."""
+    record = json.loads((RESULTS / "prior_predictive.json").read_text())
+    results = record["results"]
+    priors = list(next(iter(results.values())))
+
+    def cell(m: dict) -> str:
+        return f"{m['q05']:.2g} - {m['q95']:.2g} ({m['below_observed']:.0%})"
+
+    rows = [
+        [dataset, f"{by_prior[priors[0]]['observed_sd']:.3g}"] + [cell(by_prior[p]) for p in priors]
+        for dataset, by_prior in results.items()
+    ]
+    stamp = (
+        f"Measured {record['date'][:10]} on {record['machine']['platform']}; split 0, "
+        f"{record['draws']} prior draws; from reports/benchmarks/prior_predictive.json.\n\n"
+    )
+    return stamp + _markdown(["dataset", "observed sd of y", *priors], rows)
+
+
+def _published_cell(entry: dict, key: str) -> str:
+    return _mean_se(entry[key], entry.get(f"{key}_se"))
+
+
+def _uci_matrix(key: str, se_key: str) -> str:
+    """Dataset x method: pmbnn's defaults and fixed priors, then every published method."""
+    ours = {
+        "NUTS, learned scale (default)": _uci(RESULTS, "nuts"),
+        "ADVI, learned scale (default)": _uci(RESULTS, "advi"),
+        "NUTS, fixed sd 1": _uci(FIXED, "nuts"),
+        "NUTS, fixed sd 2": _uci(WIDE, "nuts"),
+        "ADVI, fixed sd 1": _uci(FIXED, "advi"),
+    }
+    methods = published()
+    rows = []
+    for dataset in DATASETS:
+        row = [dataset]
+        for results in ours.values():
+            s = results.get(dataset)
+            row.append(
+                f"{_mean_se(s[f'{key}_mean'], s[se_key])} ({len(s['splits'])})" if s else "-"
+            )
+        row += [_published_cell(m["results"][dataset], key) if dataset in m["results"] else "-"
+                for m in methods.values()]  # fmt: skip
+        rows.append(row)
+    return _markdown(["dataset", *ours, *(m["method"] for m in methods.values())], rows)
+
+
+def uci_test_ll() -> str:
+    return _uci_matrix("test_ll", "test_ll_se")
+
+
+def uci_rmse() -> str:
+    return _uci_matrix("rmse", "rmse_se")
+
+
+def uci_targets() -> str:
+    """pmbnn NUTS with the default prior against MC dropout (grid re-run) and the best
+    published test LL, differences beyond two standard errors called, and pooled coverage."""
+    rows = []
+    for dataset, s in _uci(RESULTS, "nuts").items():
+        published = s["published"]
+        best = max(published, key=lambda k: published[k]["test_ll"])
+        row = [dataset, str(len(s["splits"])), _mean_se(s["test_ll_mean"], s["test_ll_se"])]
+        for entry in (published["mc_dropout"], published[best]):
+            row.append(f"{_versus(s, entry)} vs {entry['test_ll']:.3f} ({entry['method']})")
+        verdicts = [r.get("verdict", "-") for r in s["splits"]]
+        counts = ", ".join(
+            f"{verdicts.count(v)} {v}" for v in ("OK", "WARN", "FAIL") if v in verdicts
+        )
+        row += [f"{s['coverage_90_pooled']:.1%}", counts or "-"]
+        rows.append(row)
+    header = ["dataset", "splits", "NUTS test LL", "vs MC dropout (grid re-run)",
+              "vs best published", "90% coverage (pooled)", "diagnose verdicts"]  # fmt: skip
+    return _markdown(header, rows)
+
+
+def _versus(summary: dict, entry: dict) -> str:
+    """pmbnn's minus the published test LL, and whether it exceeds 2 combined SEs."""
+    difference = summary["test_ll_mean"] - entry["test_ll"]
+    combined = (summary["test_ll_se"] or 0.0) ** 2 + (entry.get("test_ll_se") or 0.0) ** 2
+    beyond = abs(difference) > 2 * combined**0.5
+    word = ("better" if difference > 0 else "worse") if beyond else "within 2 SE"
+    return f"{difference:+.3f}, {word},"
 
 
 def perf() -> str:
@@ -127,6 +220,10 @@ def run_io() -> str:
 
 
 TABLES: dict[str, Callable[[], str]] = {
+    "prior-predictive": prior_predictive,
+    "uci-test-ll": uci_test_ll,
+    "uci-rmse": uci_rmse,
+    "uci-targets": uci_targets,
     "uci-advi": uci_advi,
     "uci-nuts": uci_nuts,
     "uci-nuts-wide": uci_nuts_wide,

@@ -10,6 +10,7 @@ predict with the uncertainty split into epistemic and aleatoric parts::
     prediction.mean, prediction.sd_epistemic, prediction.sd_aleatoric, prediction.quantiles
     pmbnn.save_run(fitted, metrics, "runs/mine")
     pmbnn.diagnose(pmbnn.load_run("runs/mine")).verdict
+    pmbnn.prior_predictive(spec).summary()  # what the prior implies, before any fit
 
 The names below are the public API; they are imported on first use, so that ``import pmbnn``
 (and the command line's ``--help``) stays fast.
@@ -27,6 +28,7 @@ __all__ = [
     "MissingExtraError",
     "PmbnnError",
     "Prediction",
+    "PriorPredictive",
     "Scores",
     "Spec",
     "Thresholds",
@@ -36,6 +38,7 @@ __all__ = [
     "fit",
     "load_run",
     "load_spec",
+    "prior_predictive",
     "save_run",
 ]
 
@@ -46,6 +49,7 @@ _HOMES = {
     "MissingExtraError": "pmbnn.errors",
     "PmbnnError": "pmbnn.errors",
     "Prediction": "pmbnn.predict",
+    "PriorPredictive": "pmbnn.prior_predictive",
     "Scores": "pmbnn.evaluation",
     "Spec": "pmbnn.spec",
     "Thresholds": "pmbnn.diagnostics",
@@ -55,6 +59,7 @@ _HOMES = {
     "fit": "pmbnn.pipeline",
     "load_run": "pmbnn.run",
     "load_spec": "pmbnn.spec",
+    "prior_predictive": "pmbnn.prior_predictive",
     "save_run": "pmbnn.run",
 }
 
@@ -78,6 +83,7 @@ if TYPE_CHECKING:
     from pmbnn.fitted import FittedBnn
     from pmbnn.pipeline import fit
     from pmbnn.predict import Prediction
+    from pmbnn.prior_predictive import PriorPredictive, prior_predictive
     from pmbnn.report import build_report
     from pmbnn.run import load_run, save_run
     from pmbnn.spec import Spec, load_spec

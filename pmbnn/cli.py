@@ -1,10 +1,5 @@
-"""Command line: parse the arguments, dispatch to the library, print, map errors to exit codes.
-
-Exit codes: 0 done; 1 only for ``diagnose --strict`` finding a FAIL; 2 bad input of any kind
-(a damaged run, an unwritable or protected --out, a busy output included), with one line on
-stderr and nothing written; 130 / 143 interrupted by SIGINT / SIGTERM, nothing written; 3 an
-internal error (a bug in pmbnn).
-"""
+"""Command line: dispatch the parsed arguments to the library, print, map errors to exit
+codes (their meaning: `arguments.py`, which holds the grammar)."""
 
 from __future__ import annotations
 
@@ -16,147 +11,21 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pmbnn import interrupts
+from pmbnn.arguments import (
+    BUILTIN_EXAMPLE,
+    CHECK_FAILED,
+    INTERNAL_ERROR,
+    UCI_SPEC,
+    USAGE_ERROR,
+    build_parser,
+)
 from pmbnn.errors import PmbnnError, PmbnnWarning
 
-BUILTIN_EXAMPLE = "sine-gap"
-UCI_SPEC = "uci-1x50"
-USAGE_ERROR = 2
-METHODS = ["advi", "fullrank_advi", "nuts"]
-SAMPLERS = ["pymc", "nutpie", "numpyro", "blackjax"]  # pmbnn.inference.samplers.SAMPLERS
-CHECK_FAILED = 1  # diagnose --strict: the run was read, and a check failed
-INTERNAL_ERROR = 3
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr rather than the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="pmbnn",
-        description="Bayesian neural networks as PyMC models. With no command: "
-        "fit the built-in sine-gap example.",
-        epilog="exit codes: 0 done; 1 'diagnose --strict' found a FAIL; 2 bad input (a damaged "
-        "run, a busy or protected --out included), nothing written; 130 / 143 interrupted by "
-        "Ctrl-C / SIGTERM, nothing written; 3 internal error (a bug in pmbnn)",
-    )
-    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    fit = commands.add_parser("fit", help="fit a BNN spec and write a run folder")
-    fit.add_argument(
-        "spec",
-        nargs="?",
-        help="a TOML spec, or a built-in one by name (sine-gap, uci-1x50, ...); default: the "
-        "sine-gap example without --data, pmbnn's defaults with it",
-    )
-    fit.add_argument(
-        "--data", help="table to fit: .csv, .tsv, .parquet or .npz (overrides [data].path)"
-    )
-    fit.add_argument("--target", help="target column of --data (overrides [data].target)")
-    fit.add_argument(
-        "--features", help="comma-separated input columns (default: all but the target)"
-    )
-    fit.add_argument(
-        "--dropna", action="store_true", help="drop rows with missing or infinite values"
-    )
-    held_out = fit.add_mutually_exclusive_group()
-    held_out.add_argument(
-        "--test-fraction",
-        type=float,
-        help="random share of rows held out for test metrics; 0: none (overrides "
-        "[data].test_fraction)",
-    )
-    held_out.add_argument(
-        "--test-data", help="a table of held-out rows to score instead (sets [data].test_path)"
-    )
-    fit.add_argument("--method", choices=METHODS)
-    fit.add_argument(
-        "--sampler", choices=SAMPLERS, help="NUTS implementation ([inference].sampler)"
-    )
-    fit.add_argument(
-        "--backend",
-        choices=["auto", "numba", "jax"],
-        help="what PyTensor compiles ADVI, nutpie and prediction to (overrides "
-        "[inference].backend; auto: JAX if installed)",
-    )
-    fit.add_argument(
-        "--batch-size",
-        type=int,
-        help="ADVI on random minibatches of this many rows (overrides [inference].batch_size)",
-    )
-    fit.add_argument("--seed", type=int, help="random seed (overrides [inference].seed)")
-    fit.add_argument(
-        "--out",
-        type=Path,
-        help="run folder to write (default: runs/<data>[-<spec>]-<method>-<time>)",
-    )
-    fit.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
-
-    predict = commands.add_parser("predict", help="predict new inputs with a fitted run")
-    predict.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
-    predict.add_argument(
-        "--data", required=True, help="table (.csv, .tsv, .parquet, .npz) with the run's inputs"
-    )
-    predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
-    predict.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
-
-    evaluate = commands.add_parser(
-        "evaluate", help="score a fitted run on a table with the target (RMSE, LPD, coverage)"
-    )
-    evaluate.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
-    evaluate.add_argument(
-        "--data", required=True, help="table with the run's inputs and its target column"
-    )
-    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
-
-    diagnose = commands.add_parser(
-        "diagnose", help="check whether inference worked (function-space convergence, VI quality)"
-    )
-    diagnose.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
-    diagnose.add_argument(
-        "--strict", action="store_true", help=f"exit with {CHECK_FAILED} if any check FAILs"
-    )
-    diagnose.add_argument("--json", action="store_true", help="print the checks as JSON")
-
-    report = commands.add_parser("report", help="write an HTML report (and report.json) of a run")
-    report.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
-    report.add_argument(
-        "--test-data",
-        help="table with the inputs and target to check calibration on (default: the run's "
-        "held-out rows)",
-    )
-    report.add_argument(
-        "--out", type=Path, help="folder to write (default: reports/<run folder name>)"
-    )
-    report.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
-
-    bench = commands.add_parser("bench", help="run a standard benchmark")
-    suites = bench.add_subparsers(dest="suite", required=True, parser_class=_Parser)
-    uci = suites.add_parser("uci", help="the UCI regression protocol over its standard splits")
-    uci.add_argument("--dataset", required=True, help="dataset folder name, e.g. bostonHousing")
-    uci.add_argument("--splits", help="e.g. 0-19, 3 or 0-4,10 (default: every split)")
-    uci.add_argument("--method", choices=METHODS, default="advi")
-    uci.add_argument(
-        "--sampler", choices=SAMPLERS, help="NUTS implementation (default: the spec's)"
-    )
-    uci.add_argument(
-        "--spec",
-        help=f"spec file or built-in name to use instead of {UCI_SPEC} (same network)",
-    )
-    uci.add_argument(
-        "--uci-dir",
-        type=Path,
-        default=os.environ.get("PMBNN_UCI_DIR"),
-        help="folder holding the datasets in the standard layout (default: $PMBNN_UCI_DIR)",
-    )
-    uci.add_argument("--out", type=Path, default=Path("reports/benchmarks"), help="results folder")
-    uci.add_argument("--workers", type=int, help="processes (default: one per free core)")
-    return parser
+if TYPE_CHECKING:
+    from pmbnn.spec import Spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,6 +111,7 @@ def _run(args: argparse.Namespace, progress: bool) -> int:
         "evaluate": _evaluate,
         "diagnose": _diagnose,
         "report": _report,
+        "prior": _prior,
         "bench": _bench,
     }
     return commands[args.command](args, progress)
@@ -253,25 +123,9 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.inference.samplers import SAMPLERS as REGISTRY
     from pmbnn.pipeline import fit
     from pmbnn.run import RUN, data_label, default_run_dir, save_run
-    from pmbnn.spec import Spec, load_spec
     from pmbnn.text import fit_summary
 
-    if args.spec is not None:
-        spec = load_spec(args.spec)
-    elif args.data is not None:
-        spec = Spec()  # defaults, fitted to the given table
-    else:
-        spec = load_spec(BUILTIN_EXAMPLE)
-    features = [name.strip() for name in args.features.split(",")] if args.features else None
-    spec = spec.with_overrides(
-        data={
-            "path": _absolute(args.data),
-            "test_path": _absolute(args.test_data),
-            "target": args.target,
-            "features": features,
-            "dropna": args.dropna or None,
-            "test_fraction": args.test_fraction,
-        },
+    spec = _spec_from_arguments(args).with_overrides(
         inference={
             "method": args.method,
             "seed": args.seed,
@@ -293,6 +147,51 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
         save_run(fitted, metrics, destination)
     with interrupts.deferred(f"{out_dir} was written completely"):
         print(fit_summary(data_label(spec), spec, metrics, fitted.trace, seconds, out_dir))
+    return 0
+
+
+def _spec_from_arguments(args: argparse.Namespace) -> Spec:
+    """The spec named on the command line (or the default one) with its [data] overrides."""
+    from pmbnn.spec import Spec, load_spec
+
+    if args.spec is not None:
+        spec = load_spec(args.spec)
+    elif args.data is not None:
+        spec = Spec()  # defaults, fitted to the given table
+    else:
+        spec = load_spec(BUILTIN_EXAMPLE)
+    features = [name.strip() for name in args.features.split(",")] if args.features else None
+    return spec.with_overrides(
+        data={
+            "path": _absolute(args.data),
+            "test_path": _absolute(args.test_data),
+            "target": args.target,
+            "features": features,
+            "dropna": args.dropna or None,
+            "test_fraction": args.test_fraction,
+        },
+    )
+
+
+def _prior(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.prior_predictive import PRIOR_DRAWS
+    from pmbnn.report.prior_page import build_prior_page
+    from pmbnn.run import data_label
+    from pmbnn.text import prior_summary
+
+    draws = PRIOR_DRAWS if args.draws is None else args.draws
+    if draws < 2:
+        raise PmbnnError("--draws must be at least 2")
+    spec = _spec_from_arguments(args).with_overrides(inference={"seed": args.seed})
+    label = data_label(spec)
+    name = Path(args.spec).name.removesuffix(".toml") if args.spec else None
+    title = "-".join([label] + ([name] if name and name != label else []))
+    out_dir = args.out or Path("reports") / f"prior-{title}"
+    folder, numbers = build_prior_page(
+        spec, out_dir, args.force, draws, [args.spec, spec.data.test_path], title
+    )
+    with interrupts.deferred(f"{folder} was written completely"):
+        print(prior_summary(folder, numbers["summary"]))
     return 0
 
 

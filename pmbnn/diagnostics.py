@@ -3,14 +3,12 @@
 Weight-space convergence statistics are misleading for a BNN: permuting hidden units (and
 flipping signs under odd activations) leaves the posterior unchanged, so chains in equivalent
 modes disagree on every weight while agreeing on every prediction. Convergence is therefore
-judged in function space, on the network output at fixed probe inputs, and on the noise sd;
+judged in function space, on the network output at fixed probe inputs, and on the parameters no
+permutation moves: the noise sd and the learned weight scales (per layer, per input feature);
 weight R-hat is reported for information only.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 
 import arviz_stats as azs
 import numpy as np
@@ -18,107 +16,36 @@ import xarray as xr
 
 from pmbnn.fitted import FittedBnn
 from pmbnn.loss import PLATEAU_Z, plateau_z
-from pmbnn.trace import FUNCTION, NOISE, SAMPLE_STATS, VI_LOSS, n_samples, sample_dataarray
-from pmbnn.vi_quality import has_approximation, importance_densities
+from pmbnn.trace import (
+    FEATURE_SCALE,
+    FUNCTION,
+    LAYER_SCALE,
+    NOISE,
+    SAMPLE_STATS,
+    VI_LOSS,
+    n_samples,
+    sample_dataarray,
+)
+from pmbnn.verdicts import (
+    DEFAULT_THRESHOLDS,
+    FAIL,
+    INFO,
+    OK,
+    WARN,
+    Check,
+    Diagnosis,
+    Thresholds,
+    Verdict,
+)
+from pmbnn.vi_quality import MIN_DRAWS_FOR_KHAT, has_approximation, importance_densities
+
+__all__ = ["DEFAULT_THRESHOLDS", "FAIL", "INFO", "OK", "WARN", "Check", "Diagnosis",
+           "Thresholds", "Verdict", "diagnose", "function_space_draws", "probe_inputs"]  # fmt: skip
 
 
-class Verdict(StrEnum):
-    """How a check came out; INFO is reported but never decides the overall verdict."""
-
-    INFO = "INFO"
-    OK = "OK"
-    WARN = "WARN"
-    FAIL = "FAIL"
-
-    @property
-    def severity(self) -> int:
-        return {"INFO": 0, "OK": 0, "WARN": 1, "FAIL": 2}[self.value]
-
-
-OK, WARN, FAIL, INFO = Verdict.OK, Verdict.WARN, Verdict.FAIL, Verdict.INFO
+SCALES = (LAYER_SCALE, FEATURE_SCALE)  # learned weight scales, judged like sigma
 PROBES_PER_SPLIT = 8
 PROBE_SEED = 20180101  # any fixed value: the probe set must be the same every time
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The limits every check is judged by, and where each comes from.
-
-    Attributes
-    ----------
-    rhat_ok, rhat_fail : float
-        Rank-normalized R-hat below rhat_ok is OK (Vehtari et al. 2021); at or above rhat_fail
-        (Gelman and Rubin's classic 1.1) the chains certainly disagree.
-    ess_per_chain_ok : int
-        Bulk and tail ESS of at least this many per chain is OK (Vehtari et al. 2021).
-    ess_fail : int
-        Below this many in all, the Monte Carlo error exceeds a tenth of the posterior sd and the
-        R-hat and ESS estimates themselves are unreliable.
-    divergence_fail : float
-        Any divergence can bias; this fraction or more means the geometry defeats NUTS.
-    treedepth_warn : float
-        Fraction of transitions at the maximum tree depth that warns (costs time, not validity:
-        never a FAIL).
-    ebfmi_warn : float
-        E-BFMI below this warns (Betancourt 2016).
-    khat_ok, khat_fail : float
-        Pareto k-hat of the importance ratios p/q (Yao et al. 2018; Vehtari et al. 2024).
-    """
-
-    rhat_ok: float = 1.01
-    rhat_fail: float = 1.1
-    ess_per_chain_ok: int = 100
-    ess_fail: int = 100
-    divergence_fail: float = 0.01
-    treedepth_warn: float = 0.01
-    ebfmi_warn: float = 0.3
-    khat_ok: float = 0.5
-    khat_fail: float = 0.7
-
-
-DEFAULT_THRESHOLDS = Thresholds()
-
-
-@dataclass(frozen=True)
-class Check:
-    """One diagnostic: the number, how it was judged and what to do about it."""
-
-    name: str
-    label: str
-    value: float | None
-    verdict: Verdict
-    threshold: str
-    detail: str
-    hint: str
-    per_chain: list[float] | None = None  # the value of each chain, where a check has one
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    method: str
-    checks: list[Check]
-    # Per-quantity convergence table (sigma and each probe function value): mean, sd, mcse, ...
-    quantities: list[dict] = field(default_factory=list)
-    probes: list[dict] = field(default_factory=list)  # probe label, split and input values
-    # sigma and f at the probes per (chain, draw): what the checks were computed on, for plots
-    draws: xr.Dataset = field(default_factory=xr.Dataset, repr=False, compare=False)
-
-    @property
-    def verdict(self) -> Verdict:
-        graded = [c.verdict for c in self.checks if c.verdict != INFO]
-        return max(graded, key=lambda verdict: verdict.severity, default=OK)
-
-    def check(self, name: str) -> Check:
-        return next(c for c in self.checks if c.name == name)
-
-    def to_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "verdict": self.verdict,
-            "checks": [asdict(c) for c in self.checks],
-            "quantities": self.quantities,
-            "probes": self.probes,
-        }
 
 
 def diagnose(fitted: FittedBnn, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
@@ -163,13 +90,15 @@ def probe_inputs(fitted: FittedBnn) -> tuple[np.ndarray, list[str]]:
 
 
 def function_space_draws(fitted: FittedBnn) -> xr.Dataset:
-    """sigma (when learned) and f at the probe inputs per (chain, draw), in original units."""
+    """The judged quantities per (chain, draw): sigma (when learned) and f at the probe inputs
+    in original units, and the learned weight scales (when the prior has them)."""
     x, labels = probe_inputs(fitted)
     f, sigma = fitted.draws(x)
     posterior = fitted.posterior
     variables = {FUNCTION: sample_dataarray(f, posterior, ("probe",), probe=labels)}
     if fitted.model.fixed_sigma is None:
         variables[NOISE] = sample_dataarray(sigma, posterior)
+    variables |= {name: posterior[name] for name in SCALES if name in posterior}
     return xr.Dataset(variables)
 
 
@@ -202,7 +131,16 @@ def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset, limits: Thresholds) -> li
             checks.append(
                 _rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma", limits)
             )
+        if scales := [name for name in SCALES if name in draws]:
+            judged = draws[scales].to_dataarray()
+            detail = "max over " + " and ".join(
+                f"{draws.sizes[draws[n].dims[-1]]} {n}" for n in scales
+            )
+            checks.append(
+                _rhat_check("r_hat_scales", "R-hat, learned weight scales", judged, detail, limits)
+            )
     over = f"{draws.sizes['probe']} probe inputs" + (" and sigma" if NOISE in draws else "")
+    over += "".join(f", {name}" for name in SCALES if name in draws)
     for kind in ("bulk", "tail"):
         value = float(azs.ess(draws, method=kind).to_dataarray().min())
         checks.append(_ess_check(kind, value, n_chains, over, limits))
@@ -258,7 +196,8 @@ def _sampler_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
             f"0 (FAIL >= {limits.divergence_fail:.0%} of transitions)",
             f"{fraction:.2%} of {n_transitions} transitions",
             f"raise [inference].target_accept (now {target_accept}) toward 0.99; if they "
-            "persist, a narrower prior ([prior].weight_scale) smooths the geometry",
+            "persist, a narrower prior smooths the geometry ([prior].weight_scale, or with a "
+            "learned scale a smaller scale_prior_scale or kind = 'fixed')",
         )
     ]
     if "reached_max_treedepth" in stats:
@@ -314,9 +253,17 @@ def _vi_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
     if VI_LOSS in fitted.trace.children:
         checks.append(_loss_check(fitted))
     if has_approximation(fitted):
-        khat = importance_densities(fitted).pareto_k()
-        verdict = OK if khat <= limits.khat_ok else WARN if khat <= limits.khat_fail else FAIL
         n_draws = n_samples(fitted.posterior)
+        khat = importance_densities(fitted).pareto_k() if n_draws >= MIN_DRAWS_FOR_KHAT else None
+        verdict = FAIL  # also when q cannot be judged at all
+        if khat is not None and khat <= limits.khat_fail:
+            verdict = OK if khat <= limits.khat_ok else WARN
+        detail = (
+            f"importance ratios log p(theta, y) - log q(theta) over {n_draws} draws from q"
+            if khat is not None
+            else f"only {n_draws} draws from q: k-hat needs {MIN_DRAWS_FOR_KHAT}; raise "
+            "[inference].draws"
+        )
         checks.append(
             Check(
                 "pareto_k",
@@ -324,7 +271,7 @@ def _vi_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
                 khat,
                 verdict,
                 f"<= {limits.khat_ok} (FAIL > {limits.khat_fail})",
-                f"importance ratios log p(theta, y) - log q(theta) over {n_draws} draws from q",
+                detail,
                 "q is far from the posterior: its uncertainties are not the posterior's, though "
                 "its predictions may still score well; judge them by the report's calibration "
                 "and LOO, or fit with NUTS for a faithful posterior",
@@ -379,6 +326,12 @@ def _describe(draws: xr.Dataset, mcmc: bool = False) -> list[dict]:
         rows.append(
             {"quantity": f"f({label})"} | {k: float(v[FUNCTION][i]) for k, v in columns.items()}
         )
+    for name in (name for name in SCALES if name in draws):
+        for i, label in enumerate(draws[name][draws[name].dims[-1]].values):
+            rows.append(
+                {"quantity": f"{name}[{label}]"}
+                | {k: float(v[name][i]) for k, v in columns.items()}
+            )
     return rows
 
 

@@ -3,6 +3,11 @@
 Layers are named ``w_0, b_0, ..., w_out, b_out`` with dims ``feature -> unit_0 -> ... -> unit_k``.
 The network output ``f`` is a plain PyTensor expression, not a Deterministic, so traces stay the
 size of the weights; prediction vectorises the same expression over posterior draws.
+
+With a learned weight scale (``[prior] kind = "hierarchical"`` or ``"ard"``) the free variables
+are standard normal draws ``w_0_z`` and the scales (``layer_scale``, dim ``layer``;
+``feature_scale``, dim ``feature``); each weight ``w_0`` is a Deterministic of them, so traces
+and prediction keep the weight names whatever the prior.
 """
 
 from __future__ import annotations
@@ -16,9 +21,23 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.variable import TensorVariable
 
-from pmbnn.spec import Spec
-from pmbnn.trace import FUNCTION, INPUTS, NOISE, OBSERVED, TARGET_DATA
+from pmbnn.spec import PriorSpec, Spec
+from pmbnn.trace import (
+    FEATURE_SCALE,
+    FUNCTION,
+    INPUTS,
+    LAYER_SCALE,
+    NOISE,
+    OBSERVED,
+    STANDARD_SUFFIX,
+    TARGET_DATA,
+)
 
+HYPERPRIORS: dict[str, Callable[..., TensorVariable]] = {
+    "halfnormal": lambda name, scale, **kw: pm.HalfNormal(name, sigma=scale, **kw),
+    "halfcauchy": lambda name, scale, **kw: pm.HalfCauchy(name, beta=scale, **kw),
+    "exponential": lambda name, scale, **kw: pm.Exponential(name, scale=scale, **kw),
+}
 ACTIVATIONS: dict[str, Callable[[TensorVariable], TensorVariable]] = {
     "tanh": pt.tanh,
     "relu": lambda z: pt.maximum(z, 0.0),
@@ -46,14 +65,33 @@ def layer_names(hidden: list[int]) -> list[tuple[str, str]]:
     return [(f"w_{i}", f"b_{i}") for i in range(len(hidden))] + [("w_out", "b_out")]
 
 
+def scaled_layers(hidden: list[int], prior: PriorSpec) -> list[str]:
+    """The ``layer`` coordinate: layers ("0", ..., "out") whose weights share one learned scale.
+
+    Every layer with a hierarchical prior; with ARD all but the first, whose scale is one per
+    input feature. Empty for a fixed prior.
+    """
+    if not prior.learned:
+        return []
+    layers = [w_name.removeprefix("w_") for w_name, _ in layer_names(hidden)]
+    return layers[1:] if prior.kind == "ard" else layers
+
+
 def parameter_shapes(spec: Spec, n_features: int) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every free variable of the spec's model: what a posterior must hold."""
+    """Name -> shape of every variable a posterior of the spec's model holds: the weights and
+    biases, the noise sd, and with a learned scale the scales and standard-normal weights."""
     widths = [n_features, *spec.network.hidden]
     shapes: dict[str, tuple[int, ...]] = {}
     for layer, (w_name, b_name) in enumerate(layer_names(spec.network.hidden)):
         is_output = layer == len(spec.network.hidden)
         shapes[w_name] = (widths[layer],) if is_output else (widths[layer], widths[layer + 1])
         shapes[b_name] = () if is_output else (widths[layer + 1],)
+        if spec.prior.learned and not spec.prior.centred:
+            shapes[w_name + STANDARD_SUFFIX] = shapes[w_name]
+    if layers := scaled_layers(spec.network.hidden, spec.prior):
+        shapes[LAYER_SCALE] = (len(layers),)
+    if spec.prior.kind == "ard":
+        shapes[FEATURE_SCALE] = (n_features,)
     if spec.likelihood.learned_noise:
         shapes[NOISE] = ()
     return shapes
@@ -79,6 +117,9 @@ def build_model(
     coords |= {dim: np.arange(width) for dim, width in zip(unit_dims, hidden, strict=True)}
     activation = ACTIVATIONS[spec.network.activation]
     prior = spec.prior
+    names = layer_names(hidden)
+    if layers := scaled_layers(hidden, prior):
+        coords["layer"] = layers
 
     with pm.Model(coords=coords) as model:
         inputs = pm.Data(INPUTS, x, dims=("obs", "feature"))
@@ -88,14 +129,20 @@ def build_model(
         else:
             h, observed = pm.Minibatch(inputs, targets, batch_size=batch_size)
         in_dim, fan_in = "feature", x.shape[1]
-        names = layer_names(hidden)
+        scales = _weight_scales(prior, len(names))
         for layer, (w_name, b_name) in enumerate(names):
             is_output = layer == len(hidden)
-            w_sd = prior.weight_scale / np.sqrt(fan_in) if prior.fan_in else prior.weight_scale
             w_dims = (in_dim,) if is_output else (in_dim, unit_dims[layer])
+            w_sd = scales[layer] / np.sqrt(fan_in) if prior.fan_in else scales[layer]
+            if prior.kind == "ard" and layer == 0 and not is_output:
+                w_sd = w_sd[:, None]  # one scale per input: a row of w_0 each
             # initval="prior": each chain (and ADVI) starts from its own prior draw, which breaks
             # the hidden-unit symmetry that an all-zero start would leave in place.
-            w = pm.Normal(w_name, 0.0, w_sd, dims=w_dims, initval="prior")
+            if prior.learned and not prior.centred:  # the scale and z independent a priori
+                z = pm.Normal(w_name + STANDARD_SUFFIX, 0.0, 1.0, dims=w_dims, initval="prior")
+                w = pm.Deterministic(w_name, w_sd * z, dims=w_dims)
+            else:
+                w = pm.Normal(w_name, 0.0, w_sd, dims=w_dims, initval="prior")
             b = pm.Normal(
                 b_name,
                 0.0,
@@ -129,6 +176,20 @@ def build_model(
         spec=spec,
         batch_size=batch_size,
     )
+
+
+def _weight_scales(prior: PriorSpec, n_layers: int) -> list:
+    """Each layer's weight scale s (w ~ N(0, s / sqrt(fan-in))): the fixed number, or the
+    learned scale; with ARD the first layer's is the vector of per-feature scales."""
+    if not prior.learned:
+        return [prior.weight_scale] * n_layers
+    assert prior.scale_prior is not None and prior.scale_prior_scale is not None
+    hyperprior = HYPERPRIORS[prior.scale_prior]
+    layer_scale = hyperprior(LAYER_SCALE, prior.scale_prior_scale, dims="layer")
+    if prior.kind == "hierarchical":
+        return [layer_scale[i] for i in range(n_layers)]
+    feature_scale = hyperprior(FEATURE_SCALE, prior.scale_prior_scale, dims="feature")
+    return [feature_scale] + [layer_scale[i] for i in range(n_layers - 1)]
 
 
 def minibatch_model(bnn: BnnModel, batch_size: int) -> BnnModel:

@@ -19,7 +19,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import xarray as xr
-from pytensor.graph.replace import vectorize_graph
+from pytensor.graph.replace import graph_replace, vectorize_graph
 from scipy.special import logsumexp, ndtr, ndtri
 
 from pmbnn.files import OutputKind
@@ -40,12 +40,15 @@ class NetworkFunction:
 
     def __init__(self, bnn: BnnModel):
         model = bnn.model
-        (output,) = model.replace_rvs_by_values([bnn.output])
         self.weight_names = bnn.weight_names
-        values = [model.rvs_to_values[model[name]] for name in self.weight_names]
-        batched = [v.type.clone(shape=(None, *v.type.shape))(name=v.name) for v in values]
+        # The weights and biases become inputs, whether they are random variables (a fixed
+        # prior) or Deterministics of learned scales: the scales then drop out of the graph.
+        weights = [model[name] for name in self.weight_names]
+        stand_ins = [w.type(name=w.name) for w in weights]
+        (output,) = graph_replace([bnn.output], dict(zip(weights, stand_ins, strict=True)))
+        batched = [v.type.clone(shape=(None, *v.type.shape))(name=v.name) for v in stand_ins]
         new_inputs = pt.matrix("x_new", dtype=bnn.inputs.type.dtype)
-        replace = dict(zip(values, batched, strict=True)) | {bnn.inputs: new_inputs}
+        replace = dict(zip(stand_ins, batched, strict=True)) | {bnn.inputs: new_inputs}
         vectorised = vectorize_graph(output, replace=replace)
         # JAX (when installed) fuses each layer's matmul and activation: measured 6x faster
         # than numba for 1000 draws of the benchmark network.

@@ -59,9 +59,18 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
     hidden : tuple of int, default=(50,)
         Hidden layer widths; ``()`` is Bayesian linear regression.
     activation : {"tanh", "relu", "gelu", "softplus", "sigmoid"}, default="tanh"
-    weight_scale, bias_scale : float, default=1.0
-        Normal(0, scale) weight and bias priors; the weight sd is divided by sqrt(fan-in)
-        when ``fan_in`` is true.
+    prior : {"hierarchical", "ard", "fixed"}, default="hierarchical"
+        Where the weight prior's scale comes from: learned per layer, learned per layer and per
+        input feature (automatic relevance determination), or fixed at ``weight_scale``.
+    weight_scale : float or None, default=None
+        The fixed prior's weight scale (None: 1.0); only with ``prior="fixed"``.
+    scale_prior : {"halfnormal", "halfcauchy", "exponential"} or None, default=None
+        Hyperprior of a learned scale (None: halfnormal); not with ``prior="fixed"``.
+    scale_prior_scale : float or None, default=None
+        Its scale (None: 2.0, chosen by measurement, see docs/priors.md).
+    bias_scale : float, default=1.0
+        Normal(0, bias_scale) bias prior. Weight sds are divided by sqrt(fan-in) when
+        ``fan_in`` is true.
     fan_in : bool, default=True
     sigma_prior_scale : float, default=1.0
         Learned noise sd: sigma ~ HalfNormal(scale).
@@ -91,7 +100,10 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         self,
         hidden: tuple[int, ...] = (50,),
         activation: str = "tanh",
-        weight_scale: float = 1.0,
+        prior: str = "hierarchical",
+        weight_scale: float | None = None,
+        scale_prior: str | None = None,
+        scale_prior_scale: float | None = None,
         bias_scale: float = 1.0,
         fan_in: bool = True,
         sigma_prior_scale: float = 1.0,
@@ -111,7 +123,10 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
     ):
         self.hidden = hidden
         self.activation = activation
+        self.prior = prior
         self.weight_scale = weight_scale
+        self.scale_prior = scale_prior
+        self.scale_prior_scale = scale_prior_scale
         self.bias_scale = bias_scale
         self.fan_in = fan_in
         self.sigma_prior_scale = sigma_prior_scale
@@ -141,7 +156,10 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
             source="BNNRegressor parameters",
             network={"hidden": list(self.hidden), "activation": self.activation},
             prior={
+                "kind": self.prior,
                 "weight_scale": self.weight_scale,
+                "scale_prior": self.scale_prior,
+                "scale_prior_scale": self.scale_prior_scale,
                 "bias_scale": self.bias_scale,
                 "fan_in": self.fan_in,
             },

@@ -34,6 +34,12 @@ Backend = Literal["auto", "numba", "jax"]
 BUILTIN_EXAMPLES = ("sine-gap",)
 # Seeds reach NumPy, PyMC and JAX; JAX and PyMC's samplers take 32-bit unsigned seeds.
 MAX_SEED = 2**32 - 1
+# fixed: one given weight scale; hierarchical: one learned per layer; ard: also one per input.
+PriorKind = Literal["fixed", "hierarchical", "ard"]
+# Hyperpriors of a learned scale (PyMC's HalfNormal, HalfCauchy, Exponential with that scale).
+ScalePrior = Literal["halfnormal", "halfcauchy", "exponential"]
+DEFAULT_PRIOR_KIND: PriorKind = "hierarchical"
+DEFAULT_SCALE_PRIOR_SCALE = 2.0
 # TOML has inf and nan; neither is a usable scale or rate.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -66,9 +72,59 @@ class NetworkSpec(_Section):
 
 
 class PriorSpec(_Section):
-    weight_scale: PositiveFloat = 1.0
+    """The weight prior. Every kind draws w ~ Normal(0, s / sqrt(fan-in)) (just s without
+    fan_in); the kinds differ in where the scale s comes from.
+
+    ``fixed``: s = weight_scale, the same for every layer. ``hierarchical``: s is learned, one
+    per layer, each with the hyperprior ``scale_prior(scale_prior_scale)``, non-centred
+    (w = s / sqrt(fan-in) * z, z ~ N(0, 1)) so that NUTS meets no funnel. ``ard``: as
+    hierarchical, but the first layer has one learned scale per input feature (automatic
+    relevance determination) instead of one for the layer. Biases keep the fixed Normal(0,
+    bias_scale) prior in every kind. A spec that sets ``weight_scale`` without a ``kind``
+    asks for the fixed prior.
+    """
+
+    kind: PriorKind = DEFAULT_PRIOR_KIND
+    weight_scale: PositiveFloat | None = None  # fixed only (default 1.0)
     bias_scale: PositiveFloat = 1.0
     fan_in: bool = True
+    scale_prior: ScalePrior | None = None  # hierarchical and ard only (default halfnormal)
+    scale_prior_scale: PositiveFloat | None = None  # likewise (default DEFAULT_SCALE_PRIOR_SCALE)
+    # Learned scales only: w ~ N(0, s / sqrt(fan-in)) directly (centred) instead of s * z.
+    centred: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_kind(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "kind" not in data and data.get("weight_scale") is not None:
+            data = data | {"kind": "fixed"}
+        if data.get("kind", DEFAULT_PRIOR_KIND) == "fixed":
+            return {"weight_scale": 1.0} | {k: v for k, v in data.items() if v is not None}
+        defaults = {"scale_prior": "halfnormal", "scale_prior_scale": DEFAULT_SCALE_PRIOR_SCALE}
+        return defaults | {k: v for k, v in data.items() if v is not None}
+
+    @model_validator(mode="after")
+    def _keys_of_the_kind(self) -> PriorSpec:
+        if self.kind == "fixed" and (
+            (self.scale_prior or self.scale_prior_scale) is not None or self.centred
+        ):
+            raise ValueError(
+                "scale_prior, scale_prior_scale and centred describe a learned scale: "
+                "use them with kind = 'hierarchical' or 'ard', or remove them"
+            )
+        if self.kind != "fixed" and self.weight_scale is not None:
+            raise ValueError(
+                f"weight_scale is the scale of kind = 'fixed'; kind = {self.kind!r} learns it "
+                "(its hyperprior is scale_prior_scale): remove weight_scale or set kind = 'fixed'"
+            )
+        return self
+
+    @property
+    def learned(self) -> bool:
+        """Whether the weight scales are parameters (hierarchical, ard) rather than constants."""
+        return self.kind != "fixed"
 
 
 class LikelihoodSpec(_Section):
@@ -164,6 +220,12 @@ class Spec(_Section):
         raw = self.model_dump()
         for section, values in sections.items():
             given = {k: v for k, v in values.items() if v is not None}
+            if section == "prior" and given.keys() & {"kind", "weight_scale"}:
+                # A new kind brings its own defaults; a weight scale alone asks for kind fixed.
+                given = {"kind": "fixed"} | given if "kind" not in given else given
+                for key in ("weight_scale", "scale_prior", "scale_prior_scale"):
+                    raw["prior"][key] = None
+                raw["prior"]["centred"] = False
             if section == "data" and "path" in given:
                 raw["data"]["example"] = None
             if section == "data" and "test_path" in given:

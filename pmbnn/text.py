@@ -111,3 +111,16 @@ def diagnosis_text(run: Path, settings: InferenceSpec, diagnosis: Diagnosis) -> 
         )
     lines.append(f"verdict: {verdict} ({meaning})")
     return "\n".join(lines)
+
+
+def prior_summary(folder: Path, summary: dict) -> str:
+    """What `pmbnn prior` prints: where the observed spread of y falls among the prior's."""
+    sd = summary["sd"]
+    prior_f = sd["prior f"]
+    return (
+        f"wrote {folder / 'index.html'} and prior.json\n"
+        f"  observed sd of the target      {format_number(sd['observed'])}\n"
+        f"  prior f: sd over the inputs    {format_number(prior_f['q05'])} to "
+        f"{format_number(prior_f['q95'])} (5% to 95% of draws), "
+        f"{prior_f['below_observed']:.0%} of draws below the observed"
+    )

@@ -26,6 +26,9 @@ TARGET_DATA = "y_data"  # the model's data container for the target
 OBSERVED = "y"  # the observed (scaled) target, dim obs
 NOISE = "sigma"  # the learned noise sd
 FUNCTION = "f"  # the network's output at some inputs
+LAYER_SCALE = "layer_scale"  # learned weight scale per layer (hierarchical, ard), dim layer
+FEATURE_SCALE = "feature_scale"  # learned first-layer scale per input (ard), dim feature
+STANDARD_SUFFIX = "_z"  # w_0_z: the N(0, 1) draws a learned-scale weight w_0 is made of
 
 SAMPLE_DIMS = ("chain", "draw")
 

@@ -20,6 +20,8 @@ from scipy.linalg import solve_triangular
 from pmbnn.fitted import FittedBnn
 from pmbnn.trace import VI_APPROXIMATION, flat_draws, n_samples, sample_dataarray
 
+MIN_DRAWS_FOR_KHAT = 25
+
 
 @dataclass(frozen=True)
 class ImportanceDensities:
@@ -33,7 +35,11 @@ class ImportanceDensities:
         return self.log_p - self.log_q
 
     def pareto_k(self) -> float:
-        """k-hat of the right tail of the importance ratios (draws from q are independent)."""
+        """k-hat of the right tail of the importance ratios (draws from q are independent).
+
+        Raises ValueError with fewer than MIN_DRAWS_FOR_KHAT draws: the tail PSIS fits needs
+        at least 5 of them, 20% of the draws.
+        """
         # psislw follows PSIS-LOO's convention: it takes a log-likelihood and weights by its
         # negative, so the log ratio goes in negated. (pareto_khat(log_weights=True) fits the
         # log weights themselves rather than the weights: k near 0 for any q.)

@@ -29,6 +29,7 @@ def blr_spec(blr_csv) -> Spec:
     """Zero hidden layers, fixed noise, raw units: exactly Bayesian linear regression."""
     return Spec().with_overrides(
         network={"hidden": []},
+        prior={"kind": "fixed"},
         likelihood={"sigma": BLR_NOISE_SD},
         data={"path": str(blr_csv), "target": "y", "test_fraction": 0.0, "standardize": False},
     )
@@ -49,8 +50,11 @@ def sine_fitted(sine_run):
 
 @pytest.fixture(scope="session")
 def small_advi_run(tmp_path_factory) -> Path:
-    """A quick ADVI fit of a tiny network, for save/reload, CLI and report tests."""
-    return fitted_run(tmp_path_factory, "advi", method="advi", iterations=3000, draws=200)
+    """A quick ADVI fit of a tiny network, for save/reload, CLI and report tests; with an ARD
+    prior, so that those paths meet learned layer and feature scales."""
+    return fitted_run(
+        tmp_path_factory, "advi", {"kind": "ard"}, method="advi", iterations=3000, draws=200
+    )
 
 
 @pytest.fixture(scope="session")

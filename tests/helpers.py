@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,18 +47,20 @@ def exact_posterior(csv, spec) -> tuple[np.ndarray, np.ndarray]:
     return cov @ phi.T @ frame["y"].to_numpy() / BLR_NOISE_SD**2, cov
 
 
-def tiny_spec(factory, name: str, **inference: object) -> Path:
-    """The built-in spec with one hidden layer of 4 units and the given [inference] values."""
+def tiny_spec(factory, name: str, prior: dict | None = None, **inference: object) -> Path:
+    """The built-in spec with one hidden layer of 4 units, the given [prior] and [inference]
+    values."""
     spec = load_builtin_spec("sine-gap")
-    spec = spec.with_overrides(network={"hidden": [4]}, inference=inference)
+    spec = spec.with_overrides(network={"hidden": [4]}, prior=prior or {}, inference=inference)
     path = factory.mktemp("spec") / f"{name}.toml"
     path.write_text(spec.to_toml())
     return path
 
 
-def fitted_run(factory, name: str, **inference: object) -> Path:
+def fitted_run(factory, name: str, prior: dict | None = None, **inference: object) -> Path:
     out = factory.mktemp("runs") / name
-    assert main(["fit", str(tiny_spec(factory, name, **inference)), "--out", str(out)]) == 0
+    spec = tiny_spec(factory, name, prior, **inference)
+    assert main(["fit", str(spec), "--out", str(out)]) == 0
     return out
 
 
@@ -86,3 +89,39 @@ def strict_json(text: str) -> object:
         raise ValueError(f"{constant} is not JSON")
 
     return json.loads(text, parse_constant=refuse)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def open_in_chromium(folder: Path, screenshot: Path) -> tuple[list[str], list, int]:
+    """(console errors, [alt, loaded, width, height] per image, diagnostics table rows) of the
+    page in headless Chromium; a full-page screenshot is written to `screenshot`."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto((folder / "index.html").resolve().as_uri(), wait_until="load")
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth,"
+            " i.naturalHeight])"
+        )
+        rows = page.locator("table#diagnostics tr").count()
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return problems, images, rows

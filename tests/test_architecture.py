@@ -11,14 +11,14 @@ PACKAGE = ROOT / "pmbnn"
 # Module (or subpackage) -> layer; a module may import only from its own layer or below.
 LAYERS = {
     "errors": 0, "jsontext": 0, "interrupts": 0, "locks": 0, "manifest": 0, "files": 0,
-    "trace": 0, "loss": 0, "published": 0,
+    "trace": 0, "loss": 0, "published": 0, "verdicts": 0,
     "spec": 1, "tables": 1, "examples": 1, "data": 1,
     "model": 2,
     "inference": 3,
-    "predict": 4, "fitted": 4, "evaluation": 4,
+    "predict": 4, "fitted": 4, "evaluation": 4, "prior_predictive": 4,
     "pipeline": 5, "run": 5, "uci": 5,
     "vi_quality": 6, "diagnostics": 6, "predictive_checks": 6,
-    "report": 7, "text": 7, "bench": 7, "sklearn": 7, "cli": 7,
+    "report": 7, "text": 7, "bench": 7, "sklearn": 7, "cli": 7, "arguments": 7,
 }  # fmt: skip
 MAX_LINES = 400
 

@@ -62,8 +62,32 @@ def test_results_follow_the_documented_layout(bench_run):
     rmse = np.array([r["rmse"] for r in stored["splits"]])
     assert stored["rmse_mean"] == pytest.approx(rmse.mean())
     assert stored["rmse_se"] == pytest.approx(rmse.std(ddof=1) / np.sqrt(3))
+    # The tiny spec learns its scales (the default prior): each split says where they went.
+    assert all(set(row["layer_scale"]) == {"0", "out"} for row in stored["splits"])
+    assert all(row["verdict"] in ("OK", "WARN", "FAIL") for row in stored["splits"])
+    pooled = sum(r["coverage_90"] * r["n_test"] for r in stored["splits"]) / (3 * TEST_ROWS)
+    assert stored["coverage_90_pooled"] == pytest.approx(pooled)
     markdown = (bench.out_dir / "uci-yacht-advi.md").read_text()
-    assert "MC dropout (published, 20 splits)" in markdown and "Gal & Ghahramani" in markdown
+    for entry in published().values():  # every published method, with its citation
+        assert f"| {entry['method']} (published" in markdown and entry["citation"] in markdown
+    assert "| Deep Ensembles (published, best) | 1.580 | -1.180 |" in markdown  # no SE given
+
+
+def test_differences_are_called_only_beyond_two_standard_errors():
+    from pmbnn.bench.results import comparison_table
+
+    published = {
+        "a": {"method": "A", "rmse": 1.0, "test_ll": -1.00, "test_ll_se": 0.05},
+        "b": {"method": "B", "rmse": 1.0, "test_ll": -1.30, "test_ll_se": 0.01},
+        "c": {"method": "C", "rmse": 1.0, "test_ll": -0.80},  # no standard error published
+    }
+    summary = {"method": "nuts", "splits": [{}] * 4, "rmse_mean": 1.0, "rmse_se": 0.1,
+               "test_ll_mean": -1.10, "test_ll_se": 0.05, "published": published}  # fmt: skip
+    rows = {who: versus for who, _, _, versus in comparison_table(summary)}
+    # -0.10 against 2 x hypot(0.05, 0.05) = 0.141: not called.
+    assert rows["A (published)"] == "-0.100 (within 2 SE)"
+    assert rows["B (published)"] == "+0.200 (better)"  # 0.2 > 2 x hypot(0.05, 0.01)
+    assert rows["C (published, best)"] == "-0.300 (worse)"  # 0.3 > 2 x 0.05
 
 
 def test_parallel_workers_reproduce_a_direct_fit(bench_run, uci_dir, tiny_spec):

@@ -12,8 +12,9 @@ from xarray import DataTree
 from pmbnn.diagnostics import FAIL, INFO, OK, diagnose, probe_inputs
 from pmbnn.loss import PLATEAU_Z, plateau_z
 from pmbnn.pipeline import fit
+from pmbnn.run import load_run
 from pmbnn.spec import Spec
-from tests.helpers import assert_usage_error, run_cli
+from tests.helpers import assert_usage_error, fitted_run, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +136,13 @@ def diagnose_json(capsys, run) -> dict:
     code, out, _ = run_cli(capsys, "diagnose", str(run), "--json")
     assert code == 0
     return json.loads(out)
+
+
+def test_khat_with_too_few_draws_fails_and_says_why(tmp_path_factory):
+    """PSIS fits the largest 20% of the ratios and needs 5 of them: 10 draws cannot judge q."""
+    fitted = load_run(
+        fitted_run(tmp_path_factory, "few-draws", method="advi", iterations=300, draws=10)
+    )
+    check = diagnose(fitted).check("pareto_k")
+    assert check.verdict == FAIL and check.value is None
+    assert "only 10 draws from q" in check.detail

@@ -241,7 +241,7 @@ TOML_VALUES = st.one_of(
 )  # fmt: skip
 SPEC_KEYS = {
     "network": ["hidden", "activation", "width"],
-    "prior": ["weight_scale", "bias_scale", "fan_in"],
+    "prior": ["kind", "weight_scale", "bias_scale", "fan_in", "scale_prior", "scale_prior_scale"],
     "likelihood": ["sigma", "sigma_prior_scale", "family"],
     "data": ["target", "features", "test_fraction", "standardize", "dropna", "path", "example"],
     "inference": ["seed", "draws", "iterations", "learning_rate", "method", "batch_size"],
@@ -261,7 +261,9 @@ def specs(draw) -> bytes:
     for section in draw(st.lists(st.sampled_from(sorted(SPEC_KEYS)), max_size=1)):
         key = draw(st.sampled_from(SPEC_KEYS[section]))
         spec.setdefault(section, {})[key] = draw(TOML_VALUES)
-    spec["inference"]["iterations"] = min(spec["inference"].get("iterations", 50), 50)
+    iterations = spec["inference"].get("iterations", 50)
+    if type(iterations) is int:  # a drawn list or string stays, to be refused
+        spec["inference"]["iterations"] = min(iterations, 50)
     return tomli_w.dumps(spec).encode()
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,17 +13,7 @@ from scipy.special import logsumexp
 from pmbnn.diagnostics import diagnose
 from pmbnn.predict import mixture_quantiles, predictive_cdf
 from pmbnn.predictive_checks import COVERAGE_LEVELS, calibration, loo
-from tests.helpers import assert_usage_error, run_cli, strict_json
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.helpers import assert_usage_error, open_in_chromium, run_cli, strict_json
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +74,15 @@ def test_advi_report_numbers(advi_report):
     assert numbers["loo"]["approximate_posterior_correction"]
     page = (advi_report / "index.html").read_text()
     assert 'alt="ADVI loss curve"' in page and 'alt="energy plot"' not in page
+    # An ARD run: the scales' prior against posterior, and each input's scale.
+    assert 'alt="prior and posterior of each layer\'s weight scale"' in page
+    assert 'alt="posterior of each input feature\'s scale"' in page
+    prior_vs_posterior = numbers["prior_and_posterior"]["sd"]
+    assert {"prior f", "prior y", "posterior f", "posterior y"} <= set(prior_vs_posterior)
+    # The posterior sits on the data far more than the prior does.
+    distance = {source: abs(prior_vs_posterior[source]["below_observed"] - 0.5)
+                for source in ("prior y", "posterior y")}  # fmt: skip
+    assert distance["posterior y"] <= distance["prior y"] + 0.05
 
 
 def test_report_is_self_contained(nuts_report):
@@ -157,29 +154,14 @@ def test_loo_matches_importance_sampling_where_k_is_small(sine_fitted):
 
 @pytest.mark.parametrize("report", ["nuts_report", "advi_report"])
 def test_page_renders_in_chromium(report, request, tmp_path):
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
-        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     folder: Path = request.getfixturevalue(report)
     numbers = json.loads((folder / "report.json").read_text())
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda error: problems.append(str(error)))
-        page.goto((folder / "index.html").resolve().as_uri(), wait_until="load")
-        images = page.evaluate(
-            "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth,"
-            " i.naturalHeight])"
-        )
-        rows = page.locator("table#diagnostics tr").count()
-        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        browser.close()
+    problems, images, rows = open_in_chromium(folder, tmp_path / "page.png")
     assert problems == []
-    assert len(images) >= 6
+    assert len(images) >= 7  # the prior-and-posterior panel included
+    assert "prior and posterior predictive statistics against the observed value" in {
+        alt for alt, *_ in images
+    }
     for alt, complete, width, height in images:
         assert complete and width > 0 and height > 0, alt
     assert rows == 1 + len(numbers["diagnostics"]["checks"])  # header + one row per check

@@ -89,6 +89,21 @@ def test_bad_settings_are_value_errors_at_fit(data):
     x, y = data
     with pytest.raises(ValueError, match=r"\[network\].activation = 'swish'"):
         BNNRegressor(activation="swish").fit(x, y)
+    with pytest.raises(ValueError, match=r"\[prior\].kind = 'wide' is not allowed"):
+        BNNRegressor(prior="wide").fit(x, y)
+    with pytest.raises(ValueError, match="weight_scale is the scale of kind = 'fixed'"):
+        BNNRegressor(weight_scale=2.0).fit(x, y)
+
+
+@pytest.mark.parametrize("prior", ["fixed", "hierarchical", "ard"])
+def test_prior_kinds_reach_the_model(data, prior):
+    x, y = data
+    extra = {"weight_scale": 2.0} if prior == "fixed" else {"scale_prior_scale": 1.5}
+    model = BNNRegressor(**TINY, prior=prior, **extra).fit(x, y)
+    assert model.fitted_.spec.prior.kind == prior
+    scales = {"layer_scale", "feature_scale"} & set(model.fitted_.posterior.data_vars)
+    assert scales == {"fixed": set(), "hierarchical": {"layer_scale"},
+                      "ard": {"layer_scale", "feature_scale"}}[prior]  # fmt: skip
 
 
 def test_fits_sharing_a_compiled_model_keep_their_own_column_names(data, tmp_path):

@@ -39,6 +39,10 @@ def summarize(dataset: str, method: str, spec: Spec, results: list[dict], worker
         "rmse_se": rmse_se,
         "test_ll_mean": ll_mean,
         "test_ll_se": ll_se,
+        # Share of all test points (pooled over splits) inside their central 90% interval.
+        "coverage_90_pooled": float(
+            sum(r["coverage_90"] * r["n_test"] for r in results) / sum(r["n_test"] for r in results)
+        ),
         "seconds_total": float(sum(r["seconds"] for r in results)),
         "workers": workers,
         "spec": spec.model_dump(),
@@ -51,25 +55,49 @@ def write_results(out_dir: Path, name: str, summary: dict) -> None:
         replace_file(out_dir / f"{name}{suffix}", text)
 
 
-def comparison_table(summary: dict) -> list[tuple[str, str, str]]:
-    """(who, test RMSE, test log-likelihood) rows: this run, then the published methods."""
+def comparison_table(summary: dict) -> list[tuple[str, str, str, str]]:
+    """(who, test RMSE, test log-likelihood, how pmbnn's test LL compares) rows: this run,
+    then each published method. A difference counts only beyond two standard errors of the
+    difference (both methods' errors combined; a figure published without one adds none)."""
     n = len(summary["splits"])
     rows = [
         (
             f"pmbnn {summary['method']} ({n} split{'s' if n != 1 else ''})",
             _mean_se(summary["rmse_mean"], summary["rmse_se"]),
             _mean_se(summary["test_ll_mean"], summary["test_ll_se"]),
+            "",
         )
     ]
-    for entry in summary["published"].values():
+    best = best_published(summary)
+    for key, entry in summary["published"].items():
+        marker = ", best" if key == best else ""
         rows.append(
             (
-                f"{entry['method']} (published, 20 splits)",
-                f"{entry['rmse']:.3f} +- {entry['rmse_se']:.3f}",
-                f"{entry['test_ll']:.3f} +- {entry['test_ll_se']:.3f}",
+                f"{entry['method']} (published{marker})",
+                _mean_se(entry["rmse"], entry.get("rmse_se")),
+                _mean_se(entry["test_ll"], entry.get("test_ll_se")),
+                _versus(summary["test_ll_mean"], summary["test_ll_se"], entry),
             )
         )
     return rows
+
+
+def best_published(summary: dict) -> str | None:
+    """The key of the published method with the highest test log-likelihood on the dataset."""
+    published = summary["published"]
+    return max(published, key=lambda key: published[key]["test_ll"], default=None)
+
+
+def _versus(mean: float, se: float | None, entry: dict) -> str:
+    difference = mean - entry["test_ll"]
+    combined = np.hypot(se or 0.0, entry.get("test_ll_se") or 0.0)
+    if combined == 0:
+        verdict = "better" if difference > 0 else "worse"
+    elif abs(difference) <= 2 * combined:
+        verdict = "within 2 SE"
+    else:
+        verdict = "better" if difference > 0 else "worse"
+    return f"{difference:+.3f} ({verdict})"
 
 
 def _mean_se(mean: float, se: float | None) -> str:
@@ -80,12 +108,20 @@ def network_description(spec: dict) -> str:
     """The network and prior a result was fitted with, in words (from the stored spec)."""
     network, prior = spec["network"], spec["prior"]
     layers = " x ".join(str(width) for width in network["hidden"]) or "no"
-    scale = prior["weight_scale"]
-    weight_sd = f"{scale:g} / sqrt(fan-in)" if prior["fan_in"] else f"{scale:g}"
+    per_fan_in = " / sqrt(fan-in)" if prior["fan_in"] else ""
+    kind = prior.get("kind", "fixed")  # results from before prior kinds were fixed
+    if kind == "fixed":
+        weights = f"weight prior Normal(0, {prior['weight_scale']:g}{per_fan_in})"
+    else:
+        learned = "per layer" if kind == "hierarchical" else "per input and per later layer"
+        weights = (
+            f"{kind} weight prior Normal(0, s{per_fan_in}) with s learned {learned}, "
+            f"s ~ {prior['scale_prior']}({prior['scale_prior_scale']:g})"
+        )
     noise_scale = spec["likelihood"]["sigma_prior_scale"]
     return (
-        f"Hidden layers of {layers} {network['activation']} units, weight prior "
-        f"Normal(0, {weight_sd}), noise sd prior HalfNormal({noise_scale:g})"
+        f"Hidden layers of {layers} {network['activation']} units, {weights}, noise sd prior "
+        f"HalfNormal({noise_scale:g})"
     )
 
 
@@ -97,10 +133,11 @@ def markdown(summary: dict) -> str:
         "training split; test RMSE and test log-likelihood (mean log predictive density) in "
         "original units; mean +- standard error over splits.",
         "",
-        "| method | test RMSE | test log-likelihood |",
-        "| --- | --- | --- |",
+        "| method | test RMSE | test log-likelihood | pmbnn's test LL minus this |",
+        "| --- | --- | --- | --- |",
     ]
-    lines += [f"| {who} | {rmse} | {ll} |" for who, rmse, ll in comparison_table(summary)]
+    lines += [f"| {who} | {rmse} | {ll} | {versus} |"
+              for who, rmse, ll, versus in comparison_table(summary)]  # fmt: skip
     lines += [
         "",
         "| split | test RMSE | test log-likelihood | seconds |",
@@ -110,10 +147,14 @@ def markdown(summary: dict) -> str:
         f"| {r['split']} | {r['rmse']:.4f} | {r['test_ll']:.4f} | {r['seconds']:.1f} |"
         for r in summary["splits"]
     ]
+    lines += ["", f"Central 90% predictive intervals cover {summary['coverage_90_pooled']:.1%} "
+              "of the test points, pooled over splits."]  # fmt: skip
     lines += ["", f"Total fit time {summary['seconds_total']:.0f} s over {summary['workers']} "
               "worker process(es)."]  # fmt: skip
+    lines += ["", "Published figures over 20 splits, mean +- standard error (none where the "
+              "source gives a standard deviation instead):"]  # fmt: skip
     for entry in summary["published"].values():
-        lines += ["", f"{entry['method']}: {entry['citation']}."]
+        lines += [f"- {entry['method']}: {entry['citation']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -121,8 +162,8 @@ def print_summary(summary: dict, out_dir: Path) -> None:
     rows = comparison_table(summary)
     width = max(len(r[0]) for r in rows)
     print(f"pmbnn bench uci: {summary['dataset']} ({summary['method']})")
-    print(f"  {'':<{width}}  {'test RMSE':>16}  {'test log-lik.':>16}")
-    for who, rmse, ll in rows:
-        print(f"  {who:<{width}}  {rmse:>16}  {ll:>16}")
+    print(f"  {'':<{width}}  {'test RMSE':>16}  {'test log-lik.':>16}  pmbnn's LL minus this")
+    for who, rmse, ll, versus in rows:
+        print(f"  {who:<{width}}  {rmse:>16}  {ll:>16}  {versus}")
     name = f"uci-{summary['dataset']}-{summary['method']}"
     print(f"  results written to {out_dir / name}.json and .md", file=sys.stdout)

@@ -15,12 +15,18 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
+import xarray as xr
+from xarray import DataTree
+
 from pmbnn import jsontext
+from pmbnn.diagnostics import FAIL, WARN, diagnose
 from pmbnn.errors import DataWarning
 from pmbnn.files import replace_file
+from pmbnn.fitted import FittedBnn
 from pmbnn.interrupts import die_with_parent
 from pmbnn.pipeline import Refitter, fit_split
 from pmbnn.spec import Spec
+from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, SAMPLE_DIMS, SAMPLE_STATS
 from pmbnn.uci import load_uci, split_rows
 
 
@@ -88,23 +94,54 @@ def _init_worker(parent: int, spec_toml: str, uci_dir: str, dataset: str, work_d
     )
 
 
+def _learned_scales(posterior: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Posterior mean of each learned weight scale, by layer or feature: where the data put
+    them, to compare with the hyperprior and the fixed scales measured before."""
+    return {
+        name: dict(zip(map(str, draws[draws.dims[-1]].values),
+                       map(float, draws.mean(SAMPLE_DIMS).values), strict=True))
+        for name in (LAYER_SCALE, FEATURE_SCALE)
+        if (draws := posterior.get(name)) is not None
+    }  # fmt: skip
+
+
+def _divergences(trace: DataTree) -> dict[str, int]:
+    """NUTS's divergent transitions (ADVI has none to count)."""
+    stats = trace[SAMPLE_STATS].to_dataset() if SAMPLE_STATS in trace.children else None
+    if stats is None or "diverging" not in stats:
+        return {}
+    return {"divergences": int(stats["diverging"].sum())}
+
+
+def _diagnosis(fitted: FittedBnn) -> dict[str, object]:
+    """diagnose's verdict and each check that did not pass: whether the split can be trusted."""
+    diagnosis = diagnose(fitted)
+    flagged = {c.name: c.verdict.value for c in diagnosis.checks if c.verdict in (WARN, FAIL)}
+    return {"verdict": diagnosis.verdict.value, "flagged_checks": flagged}
+
+
 def _fit_split(split: int) -> dict:
     spec: Spec = _WORKER["spec"]
     # Each split has its own seed, so splits are independent replications.
     spec = spec.with_overrides(inference={"seed": spec.inference.seed + split})
     train, test = split_rows(_WORKER["uci_dir"], _WORKER["dataset"], split)
     started = time.perf_counter()
-    _, metrics = fit_split(spec, _WORKER["data"], train, test, refitter=_WORKER["refitter"])
+    fitted, metrics = fit_split(spec, _WORKER["data"], train, test, refitter=_WORKER["refitter"])
     scores = metrics.test
     assert scores is not None  # every UCI split has test rows
-    result = {
-        "split": split,
-        "rmse": scores.rmse,
-        "test_ll": scores.lpd,
-        "seconds": round(time.perf_counter() - started, 2),
-        "coverage_90": scores.coverage_90,
-        "n_train": metrics.train.n,
-        "n_test": scores.n,
-    }
+    result = (
+        {
+            "split": split,
+            "rmse": scores.rmse,
+            "test_ll": scores.lpd,
+            "seconds": round(time.perf_counter() - started, 2),
+            "coverage_90": scores.coverage_90,
+            "n_train": metrics.train.n,
+            "n_test": scores.n,
+        }
+        | _learned_scales(fitted.posterior)
+        | _divergences(fitted.trace)
+        | _diagnosis(fitted)
+    )
     replace_file(_WORKER["work_dir"] / f"split-{split}.json", jsontext.dumps(result))
     return result

@@ -10,18 +10,26 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+import xarray as xr
 
 from pmbnn import jsontext
-from pmbnn.data import read_labelled
+from pmbnn.data import Dataset, read_labelled
 from pmbnn.diagnostics import DEFAULT_THRESHOLDS, FAIL, Diagnosis, diagnose
 from pmbnn.files import Destination, OutputKind
 from pmbnn.fitted import FittedBnn
 from pmbnn.predictive_checks import Calibration, calibration, loo, posterior_predictive
+from pmbnn.prior_predictive import (
+    PriorPredictive,
+    draw_statistics,
+    prior_predictive_on_rows,
+    summarize_statistics,
+)
 from pmbnn.report import figures
+from pmbnn.report.prior_page import prior_images
+from pmbnn.report.templates import render_template
 from pmbnn.run import load_metrics, load_run
 from pmbnn.text import format_number
-from pmbnn.trace import NOISE, SAMPLE_DIMS, VI_LOSS
+from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, OBSERVED, SAMPLE_DIMS, VI_LOSS
 
 
 def _legacy_report(folder: Path) -> bool:
@@ -95,6 +103,8 @@ def render(
     diagnosis = diagnose(fitted)
     checks = calibration(fitted, held_out)
     loo_result = loo(fitted)
+    predictive = posterior_predictive(fitted)
+    prior, after = prior_and_posterior(fitted, predictive)
     numbers = {
         "run": run_dir.resolve().name,
         "spec": fitted.spec.model_dump(),
@@ -103,18 +113,18 @@ def render(
         "diagnostics": diagnosis.to_dict(),
         "calibration": None if checks is None else checks.to_dict(),
         "loo": loo_result,
+        "prior_and_posterior": summarize_statistics(prior.statistics() | after, prior.observed()),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # plotting libraries' deprecation chatter
-        images = _images(fitted, diagnosis, checks, loo_result)
-    environment = Environment(
-        loader=PackageLoader("pmbnn", "report"),
-        autoescape=select_autoescape(["html", "j2"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    page = environment.get_template("page.html.j2").render(
+        images = _images(fitted, diagnosis, checks, loo_result, predictive)
+        scales = fitted.posterior[
+            [n for n in (LAYER_SCALE, FEATURE_SCALE) if n in fitted.posterior]
+        ]
+        images |= {f"prior_{name}": image
+                   for name, image in prior_images(prior, after, scales).items()}  # fmt: skip
+    page = render_template(
+        "page.html.j2",
         name=numbers["run"],
         spec_toml=(run_dir / "spec.toml").read_text(),
         meta_json=json.dumps(fitted.meta, indent=2),
@@ -129,12 +139,33 @@ def render(
     return numbers, page
 
 
+def prior_and_posterior(
+    fitted: FittedBnn, predictive: xr.DataTree
+) -> tuple[PriorPredictive, dict[str, dict[str, np.ndarray]]]:
+    """The prior predictive of the run's spec on its training rows, and the posterior's
+    per-draw statistics of f and of the replicated y on the same rows."""
+    x, y = fitted.training_data()
+    rows = Dataset(x, y, fitted.feature_names, fitted.target, "the run's training rows")
+    prior = prior_predictive_on_rows(fitted.spec, rows, fitted.scaler)
+    y_rep = predictive["posterior_predictive"][OBSERVED].stack(sample=SAMPLE_DIMS)
+    after = {
+        "posterior f": draw_statistics(fitted.draws(x)[0]),
+        "posterior y": draw_statistics(y_rep.transpose("sample", "obs").values),
+    }
+    return prior, after
+
+
 def _images(
-    fitted: FittedBnn, diagnosis: Diagnosis, checks: Calibration | None, loo_result: dict | None
+    fitted: FittedBnn,
+    diagnosis: Diagnosis,
+    checks: Calibration | None,
+    loo_result: dict | None,
+    predictive: xr.DataTree,
 ) -> dict[str, str]:
     images: dict[str, str] = {}
     draws = diagnosis.draws
-    shown = draws.isel(probe=_trace_probes(diagnosis))
+    # Per-feature scales have their own interval plot; the layer scales are traced with sigma.
+    shown = draws.isel(probe=_trace_probes(diagnosis)).drop_vars(FEATURE_SCALE, errors="ignore")
     images["trace"] = figures.trace(shown)
     if diagnosis.method == "nuts":
         if shown.sizes["chain"] > 1:
@@ -146,7 +177,7 @@ def _images(
     elif VI_LOSS in fitted.trace.children:
         loss = fitted.trace[VI_LOSS].to_dataset()
         images["loss"] = figures.loss_curve(loss["loss"].values, int(loss.attrs["window"]))
-    images["ppc"] = figures.ppc(posterior_predictive(fitted))
+    images["ppc"] = figures.ppc(predictive)
     if len(fitted.feature_names) == 1:
         images["fit_1d"] = _fit_1d(fitted)
     if checks is not None:
@@ -162,7 +193,7 @@ def _trace_probes(diagnosis: Diagnosis) -> list[int]:
     """The probe with the worst R-hat (when there is one), then the first train and test probes."""
     labels = list(diagnosis.draws["probe"].values)
     order: list[int] = []
-    rhats = [q.get("r_hat") for q in diagnosis.quantities if q["quantity"] != NOISE]
+    rhats = [q.get("r_hat") for q in diagnosis.quantities if q["quantity"].startswith("f(")]
     if rhats and rhats[0] is not None:
         order.append(int(np.nanargmax([float(r) if r is not None else np.nan for r in rhats])))
     for split in ("train", "test"):

@@ -182,3 +182,81 @@ def khat(elpd_k: np.ndarray, threshold: float) -> str:
         axis.axhline(level, color="#888888", linewidth=0.8, linestyle="--")
     axis.set(xlabel="training point", ylabel="Pareto k")
     return png(figure)
+
+
+PRIOR, POSTERIOR = "#7570b3", TOTAL
+SOURCE_COLOURS = {"prior f": "#b3b0d9", "prior y": PRIOR, "posterior f": "#a6dbc9",
+                  "posterior y": POSTERIOR}  # fmt: skip
+
+
+def predictive_statistics(
+    statistics: dict[str, dict[str, np.ndarray]], observed: dict[str, float], labels: dict[str, str]
+) -> str:
+    """Per statistic (sd, min, max over the training inputs) a histogram over draws for each
+    source (prior or posterior, f or y) and the observed value: where the data sit in what the
+    prior (or posterior) expects."""
+    names = list(observed)
+    figure, axes = _subplots(1, len(names), figsize=(4.0 * len(names), 3.2))
+    for axis, name in zip(np.atleast_1d(axes), names, strict=True):
+        pooled = np.concatenate([values[name] for values in statistics.values()])
+        low, high = np.quantile(pooled, [0.005, 0.995])
+        low, high = min(low, observed[name]), max(high, observed[name])
+        bins = np.linspace(low, high + 1e-12 * (abs(high) + 1), 40)
+        for source, values in statistics.items():
+            axis.hist(np.clip(values[name], low, high), bins=bins, density=True, alpha=0.55,
+                      color=SOURCE_COLOURS.get(source, DATA), label=source)  # fmt: skip
+        axis.axvline(observed[name], color=DATA, linewidth=1.5, label="observed y")
+        axis.set(xlabel=labels[name], yticks=[])
+    np.atleast_1d(axes)[0].legend(frameon=False, fontsize=8)
+    return png(figure)
+
+
+def prior_functions_1d(
+    grid: np.ndarray,
+    f_grid: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray],
+    labels: tuple[str, str],
+    shown: int = 40,
+) -> str:
+    """Some prior function draws over the range of the (1-D) training inputs, with the data."""
+    figure, axis = _subplots(figsize=(8, 3.8))
+    axis.plot(grid, f_grid[:shown].T, color=PRIOR, alpha=0.35, linewidth=0.9)
+    axis.scatter(*data, s=9, color=DATA, label="training data", zorder=3)
+    axis.set(
+        xlabel=labels[0], ylabel=labels[1], title=f"{min(shown, len(f_grid))} prior draws of f"
+    )
+    axis.legend(frameon=False, fontsize=8)
+    return png(figure)
+
+
+def scale_densities(prior: xr.DataArray, posterior: xr.DataArray | None) -> str:
+    """Each learned layer scale: its prior draws against its posterior draws."""
+    layers = list(prior["layer"].values)
+    figure, axes = _subplots(1, len(layers), figsize=(3.4 * len(layers), 2.8), squeeze=False)
+    for axis, layer in zip(axes[0], layers, strict=True):
+        prior_draws = prior.sel(layer=layer).values.ravel()
+        sources = [("prior", prior_draws, PRIOR)]
+        if posterior is not None:
+            sources.append(("posterior", posterior.sel(layer=layer).values.ravel(), POSTERIOR))
+        high = max(np.quantile(draws, 0.995) for _, draws, _ in sources)
+        bins = np.linspace(0, high, 40)
+        for label, draws, colour in sources:
+            axis.hist(np.clip(draws, 0, high), bins=bins, density=True, alpha=0.55,
+                      color=colour, label=label)  # fmt: skip
+        axis.set(xlabel=f"layer_scale[{layer}]", yticks=[])
+    axes[0][0].legend(frameon=False, fontsize=8)
+    return png(figure)
+
+
+def feature_scales(intervals: list[tuple[str, float, float, float, float, float]]) -> str:
+    """ARD: each input's learned scale (median, 50% and 90% intervals), largest first."""
+    figure, axis = _subplots(figsize=(6.5, 0.8 + 0.32 * len(intervals)))
+    for row, (_, q05, q25, q50, q75, q95) in enumerate(intervals):
+        axis.plot([q05, q95], [row, row], color=POSTERIOR, linewidth=1.2)
+        axis.plot([q25, q75], [row, row], color=POSTERIOR, linewidth=4)
+        axis.plot([q50], [row], "o", color="white", markeredgecolor=POSTERIOR, markersize=5)
+    axis.set_yticks(range(len(intervals)), [name for name, *_ in intervals])
+    axis.invert_yaxis()
+    axis.set(xlabel="feature_scale (posterior: median, 50% and 90% intervals)")
+    axis.set_xlim(left=0)
+    return png(figure)
