@@ -132,7 +132,7 @@ def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset, limits: Thresholds) -> li
                 _rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma", limits)
             )
         if scales := [name for name in SCALES if name in draws]:
-            judged = draws[scales].to_dataarray()
+            judged = draws[scales]
             detail = "max over " + " and ".join(
                 f"{draws.sizes[draws[n].dims[-1]]} {n}" for n in scales
             )
@@ -150,9 +150,11 @@ def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset, limits: Thresholds) -> li
 
 
 def _rhat_check(
-    name: str, label: str, values: xr.DataArray, detail: str, limits: Thresholds
+    name: str, label: str, values: xr.DataArray | xr.Dataset, detail: str, limits: Thresholds
 ) -> Check:
-    value = float(azs.rhat(values).max())
+    """The largest R-hat over every element of values (each variable with its own dims)."""
+    rhat = azs.rhat(values)
+    value = float((rhat.to_dataarray() if isinstance(rhat, xr.Dataset) else rhat).max())
     verdict = OK if value < limits.rhat_ok else WARN if value < limits.rhat_fail else FAIL
     return Check(
         name,
@@ -171,7 +173,7 @@ def _ess_check(kind: str, value: float, n_chains: int, over: str, limits: Thresh
     verdict = OK if value >= ok else WARN if value >= limits.ess_fail else FAIL
     return Check(
         f"ess_{kind}",
-        f"ESS ({kind}), function values and sigma",
+        f"ESS ({kind}), function values, sigma, scales",
         value,
         verdict,
         f">= {ok} ({limits.ess_per_chain_ok} per chain; FAIL < {limits.ess_fail})",

@@ -1,8 +1,8 @@
 """Spec -> PyMC model. The only module that knows the network's shape.
 
 Layers are named ``w_0, b_0, ..., w_out, b_out`` with dims ``feature -> unit_0 -> ... -> unit_k``.
-The network output ``f`` is a plain PyTensor expression, not a Deterministic, so traces stay the
-size of the weights; prediction vectorises the same expression over posterior draws.
+The network output ``f`` is a plain PyTensor expression, not a Deterministic, so traces hold
+parameters only; prediction vectorises the same expression over posterior draws.
 
 With a learned weight scale (``[prior] kind = "hierarchical"`` or ``"ard"``) the free variables
 are standard normal draws ``w_0_z`` and the scales (``layer_scale``, dim ``layer``;
@@ -185,11 +185,13 @@ def _weight_scales(prior: PriorSpec, n_layers: int) -> list:
         return [prior.weight_scale] * n_layers
     assert prior.scale_prior is not None and prior.scale_prior_scale is not None
     hyperprior = HYPERPRIORS[prior.scale_prior]
-    layer_scale = hyperprior(LAYER_SCALE, prior.scale_prior_scale, dims="layer")
-    if prior.kind == "hierarchical":
-        return [layer_scale[i] for i in range(n_layers)]
-    feature_scale = hyperprior(FEATURE_SCALE, prior.scale_prior_scale, dims="feature")
-    return [feature_scale] + [layer_scale[i] for i in range(n_layers - 1)]
+    scales = []
+    if prior.kind == "ard":
+        scales.append(hyperprior(FEATURE_SCALE, prior.scale_prior_scale, dims="feature"))
+    if n_layers > len(scales):  # ARD without hidden layers has no per-layer scale
+        layer_scale = hyperprior(LAYER_SCALE, prior.scale_prior_scale, dims="layer")
+        scales += [layer_scale[i] for i in range(n_layers - len(scales))]
+    return scales
 
 
 def minibatch_model(bnn: BnnModel, batch_size: int) -> BnnModel:

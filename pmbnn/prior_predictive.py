@@ -14,7 +14,8 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from pmbnn.data import Dataset, Standardizer, load_split
+from pmbnn.data import MAX_ABS_VALUE, Dataset, Standardizer, load_split
+from pmbnn.errors import PmbnnError
 from pmbnn.model import build_model
 from pmbnn.spec import Spec
 from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, OBSERVED
@@ -139,11 +140,20 @@ def prior_predictive_on_rows(
         random_seed=spec.inference.seed,
     )
     f, y_rep = scaler.y_original(f_scaled), scaler.y_original(y_scaled)
+    # Past MAX_ABS_VALUE the per-draw variances overflow (as for data, see data.py).
+    if not np.all(np.abs(np.concatenate([f, y_rep])) <= MAX_ABS_VALUE):
+        raise PmbnnError(
+            "the prior's draws of the network output overflow: lower [prior].weight_scale or "
+            "scale_prior_scale (or bias_scale)"
+        )
     scales = xr.Dataset(
         {
-            name: xr.DataArray(values, dims=("draw", dim), coords={dim: list(model.coords[dim])})
+            name: xr.DataArray(
+                values,
+                dims=("draw", *model.named_vars_to_dims[name]),
+                coords={dim: list(model.coords[dim]) for dim in model.named_vars_to_dims[name]},
+            )
             for name, values in zip(scale_names, scale_draws, strict=True)
-            for dim in model.named_vars_to_dims[name]
         }
     )
     rows = len(training.y)

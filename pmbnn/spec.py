@@ -107,9 +107,8 @@ class PriorSpec(_Section):
 
     @model_validator(mode="after")
     def _keys_of_the_kind(self) -> PriorSpec:
-        if self.kind == "fixed" and (
-            (self.scale_prior or self.scale_prior_scale) is not None or self.centred
-        ):
+        hyperprior_keys = self.scale_prior is not None or self.scale_prior_scale is not None
+        if self.kind == "fixed" and (hyperprior_keys or self.centred):
             raise ValueError(
                 "scale_prior, scale_prior_scale and centred describe a learned scale: "
                 "use them with kind = 'hierarchical' or 'ard', or remove them"
@@ -220,9 +219,13 @@ class Spec(_Section):
         raw = self.model_dump()
         for section, values in sections.items():
             given = {k: v for k, v in values.items() if v is not None}
-            if section == "prior" and given.keys() & {"kind", "weight_scale"}:
-                # A new kind brings its own defaults; a weight scale alone asks for kind fixed.
-                given = {"kind": "fixed"} | given if "kind" not in given else given
+            if section == "prior" and "kind" not in given and "weight_scale" in given:
+                given = {"kind": "fixed"} | given  # a weight scale alone asks for kind fixed
+            if (
+                section == "prior"
+                and given.get("kind", raw["prior"]["kind"]) != raw["prior"]["kind"]
+            ):
+                # Another kind brings its own defaults: the old kind's keys do not carry over.
                 for key in ("weight_scale", "scale_prior", "scale_prior_scale"):
                     raw["prior"][key] = None
                 raw["prior"]["centred"] = False

@@ -241,7 +241,15 @@ TOML_VALUES = st.one_of(
 )  # fmt: skip
 SPEC_KEYS = {
     "network": ["hidden", "activation", "width"],
-    "prior": ["kind", "weight_scale", "bias_scale", "fan_in", "scale_prior", "scale_prior_scale"],
+    "prior": [
+        "kind",
+        "weight_scale",
+        "bias_scale",
+        "fan_in",
+        "scale_prior",
+        "scale_prior_scale",
+        "centred",
+    ],
     "likelihood": ["sigma", "sigma_prior_scale", "family"],
     "data": ["target", "features", "test_fraction", "standardize", "dropna", "path", "example"],
     "inference": ["seed", "draws", "iterations", "learning_rate", "method", "batch_size"],

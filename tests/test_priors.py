@@ -13,7 +13,7 @@ from scipy import stats
 
 import pmbnn
 from pmbnn.data import Dataset, Standardizer
-from pmbnn.diagnostics import FAIL, diagnose
+from pmbnn.diagnostics import FAIL, OK, diagnose
 from pmbnn.model import build_model, parameter_shapes
 from pmbnn.predict import NetworkFunction
 from pmbnn.prior_predictive import prior_predictive_on_rows
@@ -90,10 +90,10 @@ def test_noncentred_prior_is_the_centred_prior(kind):
 
 
 def test_layer_scale_learns_from_the_data(hierarchical_fit):
-    fitted, _ = hierarchical_fit
     """The first layer's scale moves from the hyperprior (mean 0.80, mode 0) toward the 3.0
     the data were made with: its posterior mean is nearer the truth than the prior mean, and
     95% of its posterior lies above the hyperprior's median."""
+    fitted, _ = hierarchical_fit
     scale = fitted.posterior[LAYER_SCALE].sel(layer="0")
     prior_mean = HYPERPRIOR_SCALE * np.sqrt(2 / np.pi)
     assert abs(float(scale.mean()) - TRUE_INPUT_SCALE) < abs(prior_mean - TRUE_INPUT_SCALE) / 2
@@ -121,6 +121,7 @@ def test_starved_hierarchical_nuts_fails(wide_csv):
     diagnosis = diagnose(fitted)
     assert diagnosis.verdict == FAIL
     assert diagnosis.check("ess_bulk").verdict == FAIL
+    assert diagnosis.check("r_hat_scales").verdict != OK  # the scales themselves are judged
 
 
 def test_hierarchical_run_round_trips(hierarchical_fit, tmp_path):
@@ -154,3 +155,31 @@ def test_forward_pass_reads_the_weights_whatever_the_prior(kind):
     hidden = np.tanh(np.einsum("nd,sdk->snk", x, w_0) + b_0[:, None, :])
     expected = np.einsum("snk,sk->sn", hidden, w_out) + b_out[:, None]
     np.testing.assert_allclose(NetworkFunction(bnn)(draws, x), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [[4], []])
+def test_weights_have_the_declared_prior_sd(hidden):
+    """Closed form, on 4000 prior draws: each weight divided by its declared sd, s / sqrt(fan-in)
+    with s the drawn layer or feature scale, is N(0, 1). Its sample sd is within 5% of 1 (the
+    sd of a sample sd of 4000 * fan-out normals is below 1.2%, so 5% is over 4 of them); with
+    no hidden layer, ARD's per-feature scales are the only ones (no layer scale)."""
+    import pymc as pm
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(10, 3))
+    spec = Spec().with_overrides(network={"hidden": hidden}, prior={"kind": "ard"})
+    bnn = build_model(spec, x, rng.normal(size=10), ["a", "b", "c"])
+    names = [FEATURE_SCALE, "w_0" if hidden else "w_out"] + ([LAYER_SCALE, "w_out"] * bool(hidden))
+    draws = dict(
+        zip(names, pm.draw([bnn.model[n] for n in names], draws=4000, random_seed=2), strict=True)
+    )
+    first = draws["w_0" if hidden else "w_out"] * np.sqrt(3)
+    first = first / (draws[FEATURE_SCALE][:, :, None] if hidden else draws[FEATURE_SCALE])
+    assert abs(first.std() - 1) < 0.05 and abs(first.mean()) < 0.05
+    if hidden:
+        assert set(parameter_shapes(spec, 3)) >= {LAYER_SCALE, FEATURE_SCALE}
+        output = draws["w_out"] * np.sqrt(4) / draws[LAYER_SCALE][:, :1]
+        assert abs(output.std() - 1) < 0.05
+    else:
+        assert LAYER_SCALE not in bnn.model.named_vars
+        assert LAYER_SCALE not in parameter_shapes(spec, 3)

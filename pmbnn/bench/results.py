@@ -91,7 +91,9 @@ def best_published(summary: dict) -> str | None:
 def _versus(mean: float, se: float | None, entry: dict) -> str:
     difference = mean - entry["test_ll"]
     combined = np.hypot(se or 0.0, entry.get("test_ll_se") or 0.0)
-    if combined == 0:
+    if difference == 0:
+        verdict = "equal"
+    elif combined == 0:
         verdict = "better" if difference > 0 else "worse"
     elif abs(difference) <= 2 * combined:
         verdict = "within 2 SE"
