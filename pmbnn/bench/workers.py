@@ -19,7 +19,6 @@ import xarray as xr
 from xarray import DataTree
 
 from pmbnn import jsontext
-from pmbnn.diagnostics import FAIL, WARN, diagnose
 from pmbnn.errors import DataWarning
 from pmbnn.files import replace_file
 from pmbnn.fitted import FittedBnn
@@ -115,6 +114,8 @@ def _divergences(trace: DataTree) -> dict[str, int]:
 
 def _diagnosis(fitted: FittedBnn) -> dict[str, object]:
     """diagnose's verdict and each check that did not pass: whether the split can be trusted."""
+    from pmbnn.diagnostics import FAIL, WARN, diagnose  # in the workers only, when first used
+
     diagnosis = diagnose(fitted)
     flagged = {c.name: c.verdict.value for c in diagnosis.checks if c.verdict in (WARN, FAIL)}
     return {"verdict": diagnosis.verdict.value, "flagged_checks": flagged}
