@@ -217,7 +217,8 @@ def measure_nuts_reference(settings: dict, seed: int = 0) -> dict:
 
 
 def _test_lpd(bnn, posterior) -> float:
-    from pmbnn.predict import NetworkFunction, log_predictive_density, noise_draws
+    from pmbnn.mixture import log_predictive_density
+    from pmbnn.predict import NetworkFunction, noise_draws
 
     x, y = test_data()
     f = NetworkFunction(bnn)(posterior, x)
@@ -484,14 +485,19 @@ def ratios(results: dict) -> dict:
     predict = results["predict"]
     per_input = [p["predict_seconds"] / p["inputs"] for p in predict]
     out["predict_time_per_input_ratio_largest_vs_smallest"] = per_input[-1] / per_input[0]
+    largest = predict[-1]
+    out["predict_time_ratio_whole_vs_forward"] = (
+        largest["predict_seconds"] / largest["forward_seconds"]
+    )
     return out
 
 
-TARGETS = {  # ratio name -> (comparison, bound), from the benchmark's issue
-    "nuts_ess_per_s_ratio_vs_numpyro": (">=", 1.0),
-    "advi_it_per_s_ratio_vs_numpyro": (">=", 1.0),
+TARGETS = {  # ratio name -> (comparison, bound), from the benchmarks' issues (15: fast defaults)
+    "nuts_ess_per_s_ratio_vs_numpyro": (">=", 1.5),
+    "advi_it_per_s_ratio_vs_numpyro": (">=", 1.2),
     "minibatch_time_per_iteration_ratio_largest_vs_smallest": ("<=", 1.5),
     "predict_time_per_input_ratio_largest_vs_smallest": ("<=", 1.5),
+    "predict_time_ratio_whole_vs_forward": ("<=", 2.0),
 }
 
 

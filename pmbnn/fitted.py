@@ -14,12 +14,12 @@ from xarray import DataTree
 
 from pmbnn.data import Standardizer, numeric_columns
 from pmbnn.errors import PmbnnError
+from pmbnn.mixture import log_predictive_density
 from pmbnn.model import BnnModel, build_model
 from pmbnn.predict import (
     DEFAULT_LEVELS,
     NetworkFunction,
     Prediction,
-    log_predictive_density,
     noise_draws,
     summarize,
 )

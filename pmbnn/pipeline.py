@@ -20,8 +20,9 @@ from pmbnn.errors import DataWarning
 from pmbnn.evaluation import Metrics, evaluate
 from pmbnn.fitted import FittedBnn
 from pmbnn.inference import CompiledInference
+from pmbnn.mixture import pointwise_log_likelihood
 from pmbnn.model import BnnModel, build_model
-from pmbnn.predict import NetworkFunction, pointwise_log_likelihood
+from pmbnn.predict import NetworkFunction
 from pmbnn.spec import Spec
 from pmbnn.trace import (
     INPUTS,

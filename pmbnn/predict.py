@@ -20,10 +20,10 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 from pytensor.graph.replace import graph_replace, vectorize_graph
-from scipy.special import logsumexp, ndtr, ndtri
 
 from pmbnn.files import OutputKind
 from pmbnn.inference.compile_target import compile_target
+from pmbnn.mixture import mixture_quantiles
 from pmbnn.model import BnnModel
 from pmbnn.trace import FUNCTION, NOISE, flat_draws, n_samples, sample_dataarray
 
@@ -31,8 +31,6 @@ DEFAULT_LEVELS = (0.05, 0.95)
 SUMMARY_COLUMNS = ("mean", "sd_total", "sd_epistemic", "sd_aleatoric")  # then q05, q95, ...
 # Elements of the largest (draws x inputs x units) block evaluated at once: about 256 MB.
 BLOCK_ELEMENTS = 32_000_000
-QUANTILE_TOL = 1e-12  # predictive sds: a Newton step this small leaves an error ~1e-24 sd
-MAX_QUANTILE_STEPS = 100  # a cap only: bisection alone halves 16 sds to 1e-12 in 44 steps
 
 
 class NetworkFunction:
@@ -143,67 +141,6 @@ def summarize(
         quantiles=dict(zip(levels, mixture_quantiles(f, noise_sd, levels), strict=True)),
         function_draws=draws,
     )
-
-
-def mixture_quantiles(
-    loc: np.ndarray, scale: np.ndarray, levels: tuple[float, ...]
-) -> list[np.ndarray]:
-    """Quantiles of mean_s Normal(loc[s, n], scale[s]^2) for each n, by vectorised Newton.
-
-    Newton on the mixture CDF from its moment-matched Normal quantile, kept inside a shrinking
-    bracket (a step that leaves it bisects instead), so it cannot diverge on a multimodal
-    mixture; it stops when every step is below QUANTILE_TOL predictive sds. Exact up to floating
-    point (no sampling noise), so a reloaded run predicts the same numbers; typically 4-6 passes
-    over the draws where bisection needed 48.
-    """
-    n_draws = loc.shape[0]
-    block = max(1, BLOCK_ELEMENTS // max(n_draws, 1) // 4)
-    results = [np.empty(loc.shape[1]) for _ in levels]
-    inv_scale = 1.0 / scale[:, None]
-    for start in range(0, loc.shape[1], block):
-        part = loc[:, start : start + block]
-        mean = part.mean(axis=0)
-        sd = np.sqrt(part.var(axis=0) + np.mean(scale**2))
-        for level, out in zip(levels, results, strict=True):
-            lo = (part - 8.0 * scale[:, None]).min(axis=0)
-            hi = (part + 8.0 * scale[:, None]).max(axis=0)
-            q = np.clip(mean + ndtri(level) * sd, lo, hi)
-            active = np.arange(part.shape[1])  # inputs whose quantile is still moving
-            for _ in range(MAX_QUANTILE_STEPS):
-                draws_loc = part[:, active]
-                z = (q[active] - draws_loc) * inv_scale
-                excess = ndtr(z).mean(axis=0) - level
-                density = (np.exp(-0.5 * z**2) * inv_scale).mean(axis=0) / np.sqrt(2.0 * np.pi)
-                below = excess < 0
-                lo[active] = np.where(below, q[active], lo[active])
-                hi[active] = np.where(below, hi[active], q[active])
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    proposal = q[active] - excess / density
-                outside = ~((proposal > lo[active]) & (proposal < hi[active]))  # or NaN
-                proposal = np.where(outside, 0.5 * (lo[active] + hi[active]), proposal)
-                moving = np.abs(proposal - q[active]) > QUANTILE_TOL * sd[active]
-                q[active] = proposal
-                active = active[moving]
-                if not active.size:
-                    break
-            out[start : start + block] = q
-    return results
-
-
-def pointwise_log_likelihood(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """log Normal(y_n | f_s(x_n), sigma_s^2), shape (draws, n)."""
-    z = (y[None, :] - f) / noise_sd[:, None]
-    return -0.5 * z**2 - np.log(noise_sd)[:, None] - 0.5 * np.log(2.0 * np.pi)
-
-
-def log_predictive_density(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """log (1/S) sum_s Normal(y_n | f_s(x_n), sigma_s^2) for each n."""
-    return logsumexp(pointwise_log_likelihood(f, noise_sd, y), axis=0) - np.log(f.shape[0])
-
-
-def predictive_cdf(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """P(Y_n <= y_n) under the predictive mixture: the PIT value of each observation."""
-    return ndtr((y[None, :] - f) / noise_sd[:, None]).mean(axis=0)
 
 
 def _layer_widths(model: pm.Model) -> list[int]:

@@ -15,7 +15,7 @@ import xarray as xr
 from scipy.stats import binom
 
 from pmbnn.fitted import FittedBnn
-from pmbnn.predict import mixture_quantiles, predictive_cdf
+from pmbnn.mixture import mixture_quantiles, predictive_cdf
 from pmbnn.trace import LOG_LIKELIHOOD, OBSERVED, OBSERVED_DATA, sample_dataarray
 from pmbnn.vi_quality import has_approximation, importance_densities
 

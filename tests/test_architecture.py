@@ -11,7 +11,7 @@ PACKAGE = ROOT / "pmbnn"
 # Module (or subpackage) -> layer; a module may import only from its own layer or below.
 LAYERS = {
     "errors": 0, "jsontext": 0, "interrupts": 0, "locks": 0, "manifest": 0, "files": 0,
-    "trace": 0, "loss": 0, "published": 0, "verdicts": 0,
+    "trace": 0, "loss": 0, "published": 0, "verdicts": 0, "mixture": 0,
     "spec": 1, "tables": 1, "examples": 1, "data": 1,
     "model": 2,
     "inference": 3,

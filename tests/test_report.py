@@ -11,7 +11,7 @@ import pytest
 from scipy.special import logsumexp
 
 from pmbnn.diagnostics import diagnose
-from pmbnn.predict import mixture_quantiles, predictive_cdf
+from pmbnn.mixture import mixture_quantiles, predictive_cdf
 from pmbnn.predictive_checks import COVERAGE_LEVELS, calibration, loo
 from pmbnn.run import load_run
 from tests.helpers import assert_usage_error, open_in_chromium, run_cli, strict_json
