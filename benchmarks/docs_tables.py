@@ -196,7 +196,9 @@ def perf() -> str:
     return (
         stamp
         + "```\n"
-        + format_table(record["results"], record["ratios"], record["settings"]).rstrip()
+        + format_table(
+            record["results"], record["ratios"], record["settings"], record["targets"]
+        ).rstrip()
         + "\n```\n"
     )
 

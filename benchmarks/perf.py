@@ -510,7 +510,9 @@ def verdicts(named: dict) -> dict:
     return out
 
 
-def format_table(results: dict, named: dict, settings: dict) -> str:
+def format_table(results: dict, named: dict, settings: dict, judged: dict) -> str:
+    """The printed report; `judged` is `verdicts(named)` of the run (a stored run keeps the
+    targets it was judged by)."""
     base = results["baseline"]["peak_rss_mb"]
     lines = [
         f"Workload: N={N_ROWS}, D={N_FEATURES}, hidden={HIDDEN} tanh, "
@@ -566,7 +568,7 @@ def format_table(results: dict, named: dict, settings: dict) -> str:
             f" {row['peak_rss_mb'] - base:5.0f}"
         )
     lines += ["", "Targets"]
-    for name, verdict in verdicts(named).items():
+    for name, verdict in judged.items():
         mark = "met" if verdict["met"] else "MISSED"
         lines.append(f"  {name:<58} {verdict['value']:7.2f}  {verdict['target']:<7} {mark}")
     return "\n".join(lines)
@@ -604,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     results = measure_all(settings, samplers, verbose, cache)
     named = ratios(results)
     print()
-    print(format_table(results, named, settings))
+    print(format_table(results, named, settings, verdicts(named)))
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",

@@ -16,7 +16,7 @@ BUILTIN_EXAMPLE = "sine-gap"
 UCI_SPEC = "uci-1x50"
 USAGE_ERROR = 2
 METHODS = ["advi", "fullrank_advi", "nuts"]
-SAMPLERS = ["pymc", "nutpie", "numpyro", "blackjax"]  # pmbnn.inference.samplers.SAMPLERS
+SAMPLERS = ["auto", "pymc", "nutpie", "numpyro", "blackjax"]  # pmbnn.spec.Sampler
 CHECK_FAILED = 1  # diagnose --strict: the run was read, and a check failed
 INTERNAL_ERROR = 3
 

@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, progress: bool) -> int:
 def _fit(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.files import Destination
     from pmbnn.inference.compile_target import compile_target
-    from pmbnn.inference.samplers import SAMPLERS as REGISTRY
+    from pmbnn.inference.samplers import SamplerChoice
     from pmbnn.pipeline import fit
     from pmbnn.run import RUN, data_label, default_run_dir, save_run
     from pmbnn.text import fit_summary
@@ -134,8 +134,8 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
             "backend": args.backend,
         },
     )
-    if spec.inference.method == "nuts":
-        REGISTRY[spec.inference.sampler].require()  # before any work
+    if spec.inference.method == "nuts":  # before any work
+        SamplerChoice.for_setting(spec.inference.sampler).sampler.require()
     compile_target(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
     out_dir = args.out or default_run_dir(spec, args.spec)
     inputs = [spec.data.path, spec.data.test_path, args.spec]
@@ -146,7 +146,7 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
         seconds = time.perf_counter() - started
         save_run(fitted, metrics, destination)
     with interrupts.deferred(f"{out_dir} was written completely"):
-        print(fit_summary(data_label(spec), spec, metrics, fitted.trace, seconds, out_dir))
+        print(fit_summary(data_label(spec), fitted, metrics, seconds, out_dir))
     return 0
 
 

@@ -20,6 +20,7 @@ from pmbnn.errors import DataWarning
 from pmbnn.evaluation import Metrics, evaluate
 from pmbnn.fitted import FittedBnn
 from pmbnn.inference import CompiledInference
+from pmbnn.inference.samplers import SamplerChoice
 from pmbnn.mixture import pointwise_log_likelihood
 from pmbnn.model import BnnModel, build_model
 from pmbnn.predict import NetworkFunction
@@ -83,6 +84,10 @@ def fit_split(
     A `refitter` carried from fit to fit reuses the model compiled by the first one.
     """
     timings = dict(timings or {})
+    sampler = None
+    if spec.inference.method == "nuts":  # the run names the sampler that ran, not "auto"
+        sampler = SamplerChoice.for_setting(spec.inference.sampler)
+        spec = spec.with_overrides(inference={"sampler": sampler.name})
     constant = constant_features(data.x[train], data.feature_names)
     if constant:
         warnings.warn(
@@ -110,6 +115,8 @@ def fit_split(
     refitter.network = fitted.network
     timings["evaluate_s"] = time.perf_counter() - clock
     fitted.meta = run_meta(spec, data, train, test, scaler, timings)
+    if sampler is not None:
+        fitted.meta["sampler"] = {"name": sampler.name, "chosen": sampler.reason}
     return fitted, metrics
 
 

@@ -114,7 +114,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         tune: int = 1000,
         chains: int = 2,
         target_accept: float = 0.9,
-        sampler: str = "pymc",
+        sampler: str = "auto",
         backend: str = "auto",
         iterations: int = 30000,
         learning_rate: float = 0.01,

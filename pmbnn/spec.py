@@ -27,8 +27,9 @@ from pmbnn.errors import PmbnnError
 
 Activation = Literal["tanh", "relu", "gelu", "softplus", "sigmoid"]
 Method = Literal["advi", "fullrank_advi", "nuts"]
-# NUTS implementations: PyMC's own (numba-compiled), or nutpie / NumPyro / BlackJAX (the jax extra).
-Sampler = Literal["pymc", "nutpie", "numpyro", "blackjax"]
+# NUTS implementations: PyMC's own (numba-compiled), or nutpie / NumPyro / BlackJAX (the jax
+# extra); "auto": the fastest installed, chosen when the fit starts (inference/samplers.py).
+Sampler = Literal["auto", "pymc", "nutpie", "numpyro", "blackjax"]
 # What PyTensor compiles ADVI, nutpie and prediction to ("auto": JAX if installed, else numba).
 Backend = Literal["auto", "numba", "jax"]
 BUILTIN_EXAMPLES = ("sine-gap",)
@@ -171,7 +172,7 @@ class InferenceSpec(_Section):
     tune: NonNegativeInt = 1000
     chains: PositiveInt = 2
     target_accept: float = Field(default=0.9, gt=0.0, lt=1.0, allow_inf_nan=False)
-    sampler: Sampler = "pymc"
+    sampler: Sampler = "auto"
     backend: Backend = "auto"
     iterations: PositiveInt = 30000
     learning_rate: PositiveFloat = 0.01

@@ -13,7 +13,8 @@ from xarray import DataTree
 
 from pmbnn.diagnostics import Diagnosis, Verdict
 from pmbnn.evaluation import Metrics, Scores
-from pmbnn.spec import InferenceSpec, Spec
+from pmbnn.fitted import FittedBnn
+from pmbnn.spec import InferenceSpec
 from pmbnn.trace import VI_LOSS
 
 VERDICT_MEANING = {
@@ -35,11 +36,13 @@ def format_number(value: object) -> str:
     return f"{number:.3f}" if 0.1 <= abs(number) < 10 else f"{number:.4g}"
 
 
-def inference_description(settings: InferenceSpec) -> str:
-    """'nuts (pymc), 2 chains x 500 draws (500 tune)' or 'advi, 1000 draws from q'."""
+def inference_description(settings: InferenceSpec, sampler_chosen: str | None = None) -> str:
+    """'nuts (pymc), 2 chains x 500 draws (500 tune)' or 'advi, 1000 draws from q'; with why
+    the sampler was chosen when it was chosen automatically."""
     if settings.method == "nuts":
+        why = f", {sampler_chosen}" if sampler_chosen and sampler_chosen != "as set" else ""
         return (
-            f"nuts ({settings.sampler}), {settings.chains} chains x {settings.draws} draws "
+            f"nuts ({settings.sampler}{why}), {settings.chains} chains x {settings.draws} draws "
             f"({settings.tune} tune)"
         )
     return f"{settings.method}, {settings.draws} draws from the approximation"
@@ -62,13 +65,13 @@ def optimization_description(trace: DataTree, n_train: int, settings: InferenceS
 
 
 def fit_summary(
-    name: str, spec: Spec, metrics: Metrics, trace: DataTree, seconds: float, out_dir: Path
+    name: str, fitted: FittedBnn, metrics: Metrics, seconds: float, out_dir: Path
 ) -> str:
-    settings = spec.inference
+    settings = fitted.spec.inference
     if settings.method == "nuts":
-        how = inference_description(settings)
+        how = inference_description(settings, fitted.meta.get("sampler", {}).get("chosen"))
     else:
-        how = optimization_description(trace, metrics.train.n, settings)
+        how = optimization_description(fitted.trace, metrics.train.n, settings)
     lines = [f"pmbnn fit: {name} ({how}) in {seconds:.1f} s"]
     lines.append(f"  train RMSE           {metrics.train.rmse:.4g}  ({metrics.train.n} rows)")
     if metrics.test is not None:

@@ -7,9 +7,11 @@ import importlib.util
 import pytest
 
 from pmbnn.errors import PmbnnError
-from pmbnn.inference.samplers import SAMPLERS
+from pmbnn.inference.samplers import RELATIVE_SPEED, SAMPLERS, SamplerChoice
+from pmbnn.run import load_run
 from pmbnn.spec import Spec, spec_from_dict
-from tests.helpers import assert_usage_error, run_cli
+from pmbnn.text import inference_description
+from tests.helpers import assert_usage_error, require_extra, run_cli
 
 
 def test_missing_backend_names_the_extra(monkeypatch):
@@ -25,7 +27,41 @@ def test_missing_backend_names_the_extra(monkeypatch):
 def test_unknown_sampler_is_a_spec_error():
     with pytest.raises(PmbnnError, match=r"\[inference\].sampler = 'stan'"):
         spec_from_dict({"inference": {"sampler": "stan"}})
-    assert Spec().inference.sampler == "pymc"
+
+
+def test_auto_is_the_default_and_takes_the_fastest_installed(monkeypatch):
+    """RELATIVE_SPEED's order (measured in perf.json); without the jax extra the next one
+    installed, with a reason that names what is missing and what it would gain."""
+    require_extra("numpyro")
+    assert Spec().inference.sampler == "auto"
+    assert list(RELATIVE_SPEED) == sorted(RELATIVE_SPEED, key=RELATIVE_SPEED.get, reverse=True)
+    assert SamplerChoice.for_setting("auto") == SamplerChoice(
+        "numpyro", "auto: the fastest installed"
+    )
+    assert SamplerChoice.for_setting("pymc") == SamplerChoice("pymc", "as set")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("jax", "nutpie") else real(name, *a),
+    )
+    fallback = SamplerChoice.for_setting("auto")
+    assert fallback.name == "pymc"
+    assert fallback.reason == (
+        "auto: numpyro is not installed; pip install 'pmbnn[jax]' samples about 3.6x faster"
+    )
+    settings = Spec().with_overrides(inference={"sampler": fallback.name}).inference
+    described = inference_description(settings, fallback.reason)
+    assert described.startswith("nuts (pymc, auto: numpyro is not installed; pip install")
+
+
+def test_a_run_records_the_sampler_auto_chose(sine_run):
+    """The built-in example as a newcomer runs it: its spec names the sampler that ran (so a
+    reload or refit does not depend on what is installed then) and its meta says why."""
+    require_extra("numpyro")
+    fitted = load_run(sine_run)
+    assert fitted.spec.inference.sampler == "numpyro"
+    assert fitted.meta["sampler"] == {"name": "numpyro", "chosen": "auto: the fastest installed"}
 
 
 def test_cli_refuses_a_missing_backend_before_fitting(monkeypatch, tmp_path, capsys):

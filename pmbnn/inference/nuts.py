@@ -15,7 +15,7 @@ import numpy as np
 import pymc as pm
 from xarray import DataTree
 
-from pmbnn.inference.samplers import SAMPLERS, PymcSampler
+from pmbnn.inference.samplers import PymcSampler, SamplerChoice
 from pmbnn.interrupts import handle_signals, raise_if_interrupted
 from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
@@ -29,7 +29,7 @@ STAT_NAMES = {"depth": "tree_depth", "maxdepth_reached": "reached_max_treedepth"
 def build_step(bnn: BnnModel, settings: InferenceSpec) -> pm.NUTS | None:
     """PyMC's NUTS for the model, compiled; reusable across runs. None for other samplers,
     which compile their own program inside pm.sample."""
-    sampler = SAMPLERS[settings.sampler]
+    sampler = SamplerChoice.for_setting(settings.sampler).sampler
     return sampler.build_step(bnn, settings) if isinstance(sampler, PymcSampler) else None
 
 
@@ -42,7 +42,7 @@ def sample_nuts(
     results; PyMC's weight-space R-hat warnings are off because hidden-unit symmetry makes them
     misleading for a BNN (diagnose checks function space instead).
     """
-    sampler = SAMPLERS[settings.sampler]
+    sampler = SamplerChoice.for_setting(settings.sampler).sampler
     sampler.require()
     cores = min(settings.chains, os.cpu_count() or 1)
     options = sampler.options(bnn, settings, step)

@@ -33,6 +33,9 @@ class Sampler:
     name: str
     modules: tuple[str, ...] = ()  # what it imports; all come with the jax extra
 
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
     def require(self) -> None:
         """MissingExtraError (an ImportError) naming the install command, if not installed."""
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]
@@ -110,6 +113,39 @@ SAMPLERS: dict[str, Sampler] = {
         JaxSampler("blackjax", ("jax", "blackjax")),
     )
 }
+
+
+# NUTS ESS/s relative to the NumPyro reference on the perf workload (reports/benchmarks/
+# perf.json, 2026-11-25, 2-core CPU); sampler = "auto" takes the first installed, in this order
+# (NumPyro and BlackJAX run the same JAX program; NumPyro's adaptation is the reference).
+RELATIVE_SPEED = {"numpyro": 1.0, "blackjax": 1.0, "nutpie": 0.61, "pymc": 0.28}
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """The sampler a fit uses and why: what a run records and `pmbnn fit` prints."""
+
+    name: str
+    reason: str
+
+    @property
+    def sampler(self) -> Sampler:
+        return SAMPLERS[self.name]
+
+    @classmethod
+    def for_setting(cls, setting: str) -> SamplerChoice:
+        """`setting` itself, or for "auto" the fastest installed (RELATIVE_SPEED's order)."""
+        if setting != "auto":
+            return cls(setting, "as set")
+        name = next(n for n in RELATIVE_SPEED if SAMPLERS[n].installed())
+        fastest = next(iter(RELATIVE_SPEED))
+        if name == fastest:
+            return cls(name, "auto: the fastest installed")
+        speedup = RELATIVE_SPEED[fastest] / RELATIVE_SPEED[name]
+        return cls(
+            name,
+            f"auto: {fastest} is not installed; {JAX_EXTRA} samples about {speedup:.1f}x faster",
+        )
 
 
 @contextmanager
