@@ -18,6 +18,7 @@ import ctypes
 import multiprocessing
 import multiprocessing.context
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -131,8 +132,11 @@ def _run_orphan_proof(run: Callable[[], None], creator: int) -> None:
     die_with_parent(creator)
     try:
         run()
-    except (BrokenPipeError, ConnectionResetError, EOFError):
-        os._exit(1)  # its pipe to the parent broke: the parent died, nobody reads a traceback
+    except (BrokenPipeError, ConnectionResetError, EOFError, pickle.UnpicklingError):
+        # Its pipe to the parent broke, or the parent stopped mid-message (an interrupt while
+        # it handed the chain its work, measured on a loaded machine): the parent is dying
+        # or reporting the interrupt itself, and a chain's traceback would only bury that.
+        os._exit(1)
 
 
 class _ForkChild(multiprocessing.context.ForkProcess):

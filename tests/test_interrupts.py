@@ -274,3 +274,29 @@ def test_an_interrupt_during_publication_is_held_and_reported_after_it(tmp_path,
         write_folder(tmp_path / "out", kind, lambda folder: (folder / "a.txt").write_text("1"))
     assert "was written completely" in str(info.value)
     assert (tmp_path / "out" / "a.txt").read_text() == "1"
+
+
+@pytest.mark.parametrize("broken", ["eof", "broken pipe", "truncated pickle"])
+def test_a_chain_whose_parent_stopped_mid_message_exits_quietly(capfd, broken):
+    """A chain whose parent is interrupted while handing it its work reads a truncated pickle
+    (seen under load: the interrupt tests' stderr then ended in PyMC's traceback); like one
+    whose pipe broke, it exits 1 with no traceback to bury the parent's one-line message."""
+    import pickle
+
+    from pmbnn.interrupts import child_process_context
+
+    child = child_process_context("fork").Process(target=_fail_as_a_chain, args=(broken,))
+    child.start()
+    child.join(EXIT_S)
+    assert child.exitcode == 1
+    assert "Traceback" not in capfd.readouterr().err
+    with pytest.raises(pickle.UnpicklingError):  # what the child met, in this process
+        _fail_as_a_chain("truncated pickle")
+
+
+def _fail_as_a_chain(broken: str) -> None:
+    import pickle
+
+    if broken == "truncated pickle":
+        pickle.loads(pickle.dumps(list(range(100)))[:20])
+    raise EOFError if broken == "eof" else BrokenPipeError
