@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 
 from pmbnn.errors import PmbnnError
@@ -53,6 +54,22 @@ def test_auto_is_the_default_and_takes_the_fastest_installed(monkeypatch):
     settings = Spec().with_overrides(inference={"sampler": fallback.name}).inference
     described = inference_description(settings, fallback.reason)
     assert described.startswith("nuts (pymc, auto: numpyro is not installed; pip install")
+
+
+def test_auto_gives_the_same_draws_for_the_same_seed(blr_spec):
+    """What `auto` picks is fixed by what is installed, and that sampler is seeded: two fits
+    with one seed agree to the bit, another seed differs."""
+    require_extra("numpyro")
+    import pmbnn
+
+    spec = blr_spec.with_overrides(inference={"method": "nuts", "tune": 50, "draws": 50})
+    draws = []
+    for seed in (3, 3, 4):
+        fitted, _ = pmbnn.fit(spec.with_overrides(inference={"seed": seed}))
+        assert fitted.spec.inference.sampler == "numpyro"
+        draws.append(fitted.posterior["w_out"].values)
+    np.testing.assert_array_equal(draws[0], draws[1])
+    assert not np.array_equal(draws[0], draws[2])
 
 
 def test_a_run_records_the_sampler_auto_chose(sine_run):
