@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         "[inference].backend; auto: JAX if installed)",
     )
     fit.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        help="where JAX-compiled fitting runs (overrides [inference].device; auto: the device "
+        "with the faster gradient for this model)",
+    )
+    fit.add_argument(
         "--batch-size",
         type=int,
         help="ADVI on random minibatches of this many rows (overrides [inference].batch_size)",

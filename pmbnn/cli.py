@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace, progress: bool) -> int:
 def _fit(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.files import Destination
     from pmbnn.inference.compile_target import compile_target
+    from pmbnn.inference.device import DeviceChoice
     from pmbnn.inference.samplers import SamplerChoice
     from pmbnn.pipeline import fit
     from pmbnn.run import RUN, data_label, default_run_dir, save_run
@@ -132,10 +133,12 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
             "sampler": args.sampler,
             "batch_size": args.batch_size,
             "backend": args.backend,
+            "device": args.device,
         },
     )
     if spec.inference.method == "nuts":  # before any work
         SamplerChoice.for_setting(spec.inference.sampler).sampler.require()
+    DeviceChoice.for_setting(spec.inference.device)  # "gpu" without one: a usage error now
     compile_target(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
     out_dir = args.out or default_run_dir(spec, args.spec)
     inputs = [spec.data.path, spec.data.test_path, args.spec]

@@ -20,6 +20,7 @@ from pmbnn.errors import DataWarning
 from pmbnn.evaluation import Metrics, evaluate
 from pmbnn.fitted import FittedBnn
 from pmbnn.inference import CompiledInference
+from pmbnn.inference.device import DeviceChoice, on_device
 from pmbnn.inference.samplers import SamplerChoice
 from pmbnn.mixture import pointwise_log_likelihood
 from pmbnn.model import BnnModel, build_model
@@ -101,7 +102,12 @@ def fit_split(
     clock = time.perf_counter()
     refitter = refitter or Refitter()
     bnn, inference = refitter.model(spec, scaler.x(data.x[train]), scaler.y(data.y[train]), data)
-    trace = inference.run(spec.inference, progress)
+    # Timed once per model (a refitter's splits share it); the run names the device that ran.
+    refitter.device = refitter.device or DeviceChoice.for_setting(spec.inference.device, bnn)
+    device = refitter.device
+    spec = spec.with_overrides(inference={"device": device.name})
+    with on_device(device.name):
+        trace = inference.run(spec.inference, progress)
     timings["inference_s"] = time.perf_counter() - clock
 
     fitted = FittedBnn(
@@ -117,6 +123,7 @@ def fit_split(
     fitted.meta = run_meta(spec, data, train, test, scaler, timings)
     if sampler is not None:
         fitted.meta["sampler"] = {"name": sampler.name, "chosen": sampler.reason}
+    fitted.meta["device"] = {"name": device.name, "chosen": device.reason}
     return fitted, metrics
 
 
@@ -132,6 +139,7 @@ class Refitter:
         self.bnn: BnnModel | None = None
         self.inference: CompiledInference | None = None
         self.network: NetworkFunction | None = None
+        self.device: DeviceChoice | None = None
         # Held for a whole fit by callers that share a Refitter between threads (the
         # scikit-learn estimator): one model's data cannot be swapped mid-fit.
         self.lock = threading.Lock()

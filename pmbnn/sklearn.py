@@ -80,8 +80,10 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         Scale inputs and target by the training data's statistics (predictions are in
         original units either way).
     method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
-    draws, tune, chains, target_accept, sampler, backend, iterations, learning_rate, batch_size
+    draws, tune, chains, target_accept, sampler, backend, device
         As in the spec's ``[inference]`` section (see the README's spec table).
+    iterations, learning_rate, batch_size
+        Likewise, for ADVI.
     random_state : int, default=0
         The seed of the fit: the same seed gives the same numbers.
 
@@ -116,6 +118,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         target_accept: float = 0.9,
         sampler: str = "auto",
         backend: str = "auto",
+        device: str = "auto",
         iterations: int = 30000,
         learning_rate: float = 0.01,
         batch_size: int | None = None,
@@ -139,6 +142,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         self.target_accept = target_accept
         self.sampler = sampler
         self.backend = backend
+        self.device = device
         self.iterations = iterations
         self.learning_rate = learning_rate
         self.batch_size = batch_size
@@ -173,6 +177,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
                 "target_accept": self.target_accept,
                 "sampler": self.sampler,
                 "backend": self.backend,
+                "device": self.device,
                 "iterations": self.iterations,
                 "learning_rate": self.learning_rate,
                 "batch_size": self.batch_size,

@@ -32,6 +32,8 @@ Method = Literal["advi", "fullrank_advi", "nuts"]
 Sampler = Literal["auto", "pymc", "nutpie", "numpyro", "blackjax"]
 # What PyTensor compiles ADVI, nutpie and prediction to ("auto": JAX if installed, else numba).
 Backend = Literal["auto", "numba", "jax"]
+# Where JAX-compiled fitting runs ("auto": the device with the faster gradient for the model).
+Device = Literal["auto", "cpu", "gpu"]
 BUILTIN_EXAMPLES = ("sine-gap",)
 # Seeds reach NumPy, PyMC and JAX; JAX and PyMC's samplers take 32-bit unsigned seeds.
 MAX_SEED = 2**32 - 1
@@ -174,6 +176,7 @@ class InferenceSpec(_Section):
     target_accept: float = Field(default=0.9, gt=0.0, lt=1.0, allow_inf_nan=False)
     sampler: Sampler = "auto"
     backend: Backend = "auto"
+    device: Device = "auto"
     iterations: PositiveInt = 30000
     learning_rate: PositiveFloat = 0.01
     # ADVI on random minibatches of this many rows (None: all rows each iteration).

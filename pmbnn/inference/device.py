@@ -1,0 +1,113 @@
+"""Where a fit's JAX-compiled work runs (NumPyro, BlackJAX, nutpie and ADVI through JAX): CPU or
+GPU, and for ``[inference].device = "auto"`` whichever computes this model's gradient faster.
+
+Why not always the GPU: measured on an H100 (issue 15), one log-posterior gradient of the perf
+network took 0.18 ms there against 0.69 ms on XLA's CPU at 1e3 rows and 0.51 ms against 26 ms
+at 1e5 rows, but the 96-row built-in example sampled several times slower on the GPU than on 2
+CPU cores: a small model's gradient is too little work to pay for a kernel launch per step.
+One timed gradient on each device decides, for the model and data at hand. PyMC's own sampler
+and numba-compiled work always run on the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+from pmbnn.errors import PmbnnError
+from pmbnn.model import BnnModel
+
+TIMED_CALLS = 5  # after one warm-up call each: a median of five is steady to ~10% here
+GPU_INSTALL = "pip install -U 'jax[cuda12]' into the venv"
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """The device a fit runs on and why: what a run records and `pmbnn fit` prints."""
+
+    name: str  # "cpu" or "gpu"
+    reason: str
+
+    @classmethod
+    def for_setting(cls, setting: str, bnn: BnnModel | None = None) -> DeviceChoice:
+        """`setting` checked ("gpu" needs one JAX sees), or for "auto" the faster for `bnn`."""
+        has_gpu = jax_sees_a_gpu()
+        if setting == "gpu" and not has_gpu:
+            raise PmbnnError(
+                f"[inference].device = 'gpu', but JAX sees no GPU here: {GPU_INSTALL} on a "
+                "machine with one, or set device = 'auto' or 'cpu'"
+            )
+        if setting != "auto":
+            return cls(setting, "as set")
+        if not has_gpu or bnn is None:
+            return cls("cpu", "auto: JAX sees no GPU")
+        seconds = {name: gradient_seconds(bnn, name) for name in ("cpu", "gpu")}
+        name = faster_device(seconds)
+        return cls(
+            name,
+            f"auto: one gradient {1e3 * seconds['gpu']:.3g} ms on the GPU, "
+            f"{1e3 * seconds['cpu']:.3g} ms on the CPU",
+        )
+
+
+def faster_device(seconds: dict[str, float]) -> str:
+    """The device with the shorter gradient time; the CPU on a tie (no transfer to pay)."""
+    return "gpu" if seconds["gpu"] < seconds["cpu"] else "cpu"
+
+
+def jax_sees_a_gpu() -> bool:
+    if importlib.util.find_spec("jax") is None:
+        return False
+    import jax
+
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:  # no GPU backend
+        return False
+
+
+@contextmanager
+def on_device(name: str) -> Iterator[None]:
+    """JAX computations in the block run on `name` ("cpu" or "gpu") unless their inputs are
+    already placed elsewhere; without JAX, nothing to place."""
+    if importlib.util.find_spec("jax") is None:
+        with nullcontext():
+            yield
+        return
+    import jax
+
+    with jax.default_device(jax.devices(name)[0]):
+        yield
+
+
+def gradient_seconds(bnn: BnnModel, device: str) -> float:
+    """Median wall time of one log-posterior value and gradient on `device`, compiled to JAX."""
+    gradient = _jax_gradient(bnn)
+    point = bnn.model.initial_point(random_seed=0)
+    with on_device(device):
+        gradient(point)  # compiles for this device
+        times = []
+        for _ in range(TIMED_CALLS):
+            clock = time.perf_counter()
+            gradient(point)
+            times.append(time.perf_counter() - clock)
+    return statistics.median(times)
+
+
+def _jax_gradient(bnn: BnnModel) -> Callable[[dict], object]:
+    """The log density and its gradient as the JAX samplers compile it (PyMC's jaxified graph,
+    the data inside the program as constants): no per-call copy of the data is timed."""
+    import jax
+    from pymc.sampling.jax import get_jaxified_logp
+
+    names = [v.name for v in bnn.model.value_vars]
+    value_and_grad = jax.jit(jax.value_and_grad(get_jaxified_logp(bnn.model)))
+
+    def call(point: dict) -> object:
+        return jax.block_until_ready(value_and_grad([jax.numpy.asarray(point[n]) for n in names]))
+
+    return call

@@ -1,0 +1,65 @@
+"""Where a fit's JAX-compiled work runs: the choice, its record, and a GPU asked for in vain.
+
+These machines have no GPU: the GPU branch of `auto` is the rule below plus the same timing
+code run on the CPU; its figures wait for a machine with one (docs/samplers.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pmbnn.errors import PmbnnError
+from pmbnn.inference.device import (
+    DeviceChoice,
+    faster_device,
+    gradient_seconds,
+    jax_sees_a_gpu,
+    on_device,
+)
+from pmbnn.run import load_run
+from pmbnn.spec import Spec
+from tests.helpers import assert_usage_error, require_extra, run_cli
+
+pytestmark = pytest.mark.skipif(jax_sees_a_gpu(), reason="written for a machine with no GPU")
+
+
+def test_auto_is_the_cpu_where_jax_sees_no_gpu():
+    assert Spec().inference.device == "auto"
+    assert DeviceChoice.for_setting("auto") == DeviceChoice("cpu", "auto: JAX sees no GPU")
+    assert DeviceChoice.for_setting("cpu") == DeviceChoice("cpu", "as set")
+
+
+def test_the_faster_gradient_decides_and_a_tie_stays_on_the_cpu():
+    assert faster_device({"cpu": 0.69e-3, "gpu": 0.18e-3}) == "gpu"  # H100, 1e3 rows (issue 15)
+    assert faster_device({"cpu": 0.02e-3, "gpu": 0.10e-3}) == "cpu"
+    assert faster_device({"cpu": 1e-4, "gpu": 1e-4}) == "cpu"
+
+
+def test_gradient_is_timed_as_the_samplers_compile_it(blr_spec):
+    """The timing that decides on a GPU machine runs here on the CPU: a positive, sub-second
+    figure for a tiny model, and JAX work placed on the named device."""
+    require_extra("jax")
+    import jax
+    import numpy as np
+
+    from pmbnn.model import build_model
+
+    x = np.zeros((4, 2))
+    bnn = build_model(blr_spec, x, x[:, 0], ["a", "b"])
+    assert 0 < gradient_seconds(bnn, "cpu") < 1
+    with on_device("cpu"):
+        assert jax.numpy.ones(3).devices() == {jax.devices("cpu")[0]}
+
+
+def test_gpu_without_one_is_refused_before_any_work(tmp_path, capsys):
+    with pytest.raises(PmbnnError, match="JAX sees no GPU here"):
+        DeviceChoice.for_setting("gpu")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "fit", "--device", "gpu", "--out", str(out))
+    assert_usage_error(code, err, "[inference].device = 'gpu'", "jax[cuda12]")
+    assert not out.exists()
+
+
+def test_a_run_names_the_device_that_ran_and_why(sine_run):
+    fitted = load_run(sine_run)
+    assert fitted.spec.inference.device == "cpu"
+    assert fitted.meta["device"] == {"name": "cpu", "chosen": "auto: JAX sees no GPU"}
