@@ -8,7 +8,11 @@ fan-in Normal priors and learned-noise Gaussian likelihood of pmbnn's defaults, 
 a seed. The reference is the same model written directly in NumPyro (benchmarks/reference.py).
 Every measurement runs in its own process, so its peak memory (max RSS) is its own; timings
 are medians of repeats (NUTS: runs with 3 seeds in the full run, one in --quick). Prints a
-table and writes reports/benchmarks/perf.json with every figure and ratio.
+table and writes reports/benchmarks/perf.json with every figure and ratio. Where JAX sees a GPU
+it adds the GPU section: one gradient on the GPU and on the CPU at 1e3..1e6 rows and the device
+`[inference].device = "auto"` picks at each (`devices` in perf.json; ratios
+gradient_time_ratio_gpu_vs_cpu_* and device_auto_time_ratio_vs_best_*, the latter <= 1.2).
+NUTS, ADVI and prediction per device wait for a machine with a GPU to be measured on.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ FULL = {
     "minibatch_rows": [1_000, 10_000, 100_000, 1_000_000],
     "minibatch_iterations": 2_000,
     "predict_inputs": [1_000, 10_000, 100_000],
+    "device_rows": [1_000, 10_000, 100_000, 1_000_000],
     "repeats": 5,
 }
 QUICK = FULL | {
@@ -369,8 +374,23 @@ def _child(name: str, args: tuple) -> dict:
     return figures
 
 
+def measure_devices(settings: dict, rows: int, devices: tuple[str, ...] = ("cpu", "gpu")) -> dict:
+    """One log-posterior gradient of the workload with `rows` rows on each device, timed as
+    `[inference].device = "auto"` times it, and the device auto picks (the GPU section: run
+    only where JAX sees a GPU; tests run it with the CPU alone)."""
+    from pmbnn.inference.device import DeviceChoice, gradient_seconds
+
+    bnn = build(workload_spec(settings), rows=rows)
+    figures = {"rows": rows}
+    for device in devices:
+        figures[f"{device}_gradient_ms"] = 1e3 * gradient_seconds(bnn, device)
+    figures["auto"] = DeviceChoice.for_setting("auto", bnn).name
+    return figures
+
+
 MEASUREMENTS = {
     "machine": measure_machine,
+    "devices": measure_devices,
     "gradient": measure_gradient,
     "nuts": measure_nuts,
     "nuts_reference": measure_nuts_reference,
@@ -441,6 +461,12 @@ def measure_all(settings: dict, samplers: list[str], verbose: bool, cache: Path 
     results["predict"] = [
         run_isolated("predict", settings, inputs) for inputs in settings["predict_inputs"]
     ]
+    from pmbnn.inference.device import jax_sees_a_gpu
+
+    if jax_sees_a_gpu():  # the GPU section: each figure against the CPU in the same run
+        results["devices"] = [
+            run_isolated("devices", settings, rows) for rows in settings["device_rows"]
+        ]
     return results
 
 
@@ -489,6 +515,19 @@ def ratios(results: dict) -> dict:
     out["predict_time_ratio_whole_vs_forward"] = (
         largest["predict_seconds"] / largest["forward_seconds"]
     )
+    return out | device_ratios(results.get("devices", []))
+
+
+def device_ratios(devices: list[dict]) -> dict:
+    """Per row count: GPU gradient time over the CPU's, and the device auto picked over the
+    faster one (the target: never above 1.2)."""
+    out = {}
+    for row in devices:
+        times = {name: row[f"{name}_gradient_ms"] for name in ("cpu", "gpu")}
+        out[f"gradient_time_ratio_gpu_vs_cpu_{row['rows']}_rows"] = times["gpu"] / times["cpu"]
+        out[f"device_auto_time_ratio_vs_best_{row['rows']}_rows"] = times[row["auto"]] / min(
+            times.values()
+        )
     return out
 
 
@@ -503,7 +542,9 @@ TARGETS = {  # ratio name -> (comparison, bound), from the benchmarks' issues (1
 
 def verdicts(named: dict) -> dict:
     out = {}
-    for name, (op, bound) in TARGETS.items():
+    # With a GPU: auto's device never more than 1.2x slower than the better one, at each size.
+    auto = {name: ("<=", 1.2) for name in named if name.startswith("device_auto_time_ratio")}
+    for name, (op, bound) in (TARGETS | auto).items():
         value = named[name]
         met = value >= bound if op == ">=" else value <= bound
         out[name] = {"value": value, "target": f"{op} {bound}", "met": bool(met)}

@@ -46,3 +46,20 @@ def test_perf_script_rejects_an_unknown_sampler():
     )
     assert result.returncode == 2
     assert "unknown sampler(s) stan" in result.stderr
+
+
+def test_gpu_section_runs_with_the_cpu_alone():
+    """perf.py's GPU section, kept working where there is no GPU: the same gradient timing on
+    the CPU for a small workload, auto's pick, and the ratios and targets it feeds."""
+    require_extra("jax")
+    import perf
+
+    row = perf.measure_devices(perf.QUICK, 200, devices=("cpu",))
+    assert row["rows"] == 200 and row["auto"] == "cpu" and 0 < row["cpu_gradient_ms"] < 1e3
+    named = perf.device_ratios([row | {"gpu_gradient_ms": 2 * row["cpu_gradient_ms"]}])
+    assert named == {
+        "gradient_time_ratio_gpu_vs_cpu_200_rows": 2.0,
+        "device_auto_time_ratio_vs_best_200_rows": 1.0,
+    }
+    judged = perf.verdicts(named | {name: 1.0 for name in perf.TARGETS})
+    assert judged["device_auto_time_ratio_vs_best_200_rows"]["met"]
