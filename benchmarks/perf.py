@@ -380,11 +380,12 @@ def measure_devices(settings: dict, rows: int, devices: tuple[str, ...] = ("cpu"
     only where JAX sees a GPU; tests run it with the CPU alone)."""
     from pmbnn.inference.device import DeviceChoice, gradient_seconds
 
-    bnn = build(workload_spec(settings), rows=rows)
+    spec = workload_spec(settings, "nuts", "numpyro")
+    bnn = build(spec, rows=rows)
     figures = {"rows": rows}
     for device in devices:
         figures[f"{device}_gradient_ms"] = 1e3 * gradient_seconds(bnn, device)
-    figures["auto"] = DeviceChoice.for_setting("auto", bnn).name
+    figures["auto"] = DeviceChoice.for_setting(spec.inference, bnn).name
     return figures
 
 

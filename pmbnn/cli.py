@@ -136,9 +136,12 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
             "device": args.device,
         },
     )
-    if spec.inference.method == "nuts":  # before any work
-        SamplerChoice.for_setting(spec.inference.sampler).sampler.require()
-    DeviceChoice.for_setting(spec.inference.device)  # "gpu" without one: a usage error now
+    settings = spec.inference  # checked before any work: a missing extra, a GPU asked in vain
+    if settings.method == "nuts":
+        sampler = SamplerChoice.for_setting(settings.sampler)
+        sampler.sampler.require()
+        settings = settings.model_copy(update={"sampler": sampler.name})
+    DeviceChoice.for_setting(settings)
     compile_target(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
     out_dir = args.out or default_run_dir(spec, args.spec)
     inputs = [spec.data.path, spec.data.test_path, args.spec]

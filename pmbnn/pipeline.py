@@ -103,10 +103,10 @@ def fit_split(
     refitter = refitter or Refitter()
     bnn, inference = refitter.model(spec, scaler.x(data.x[train]), scaler.y(data.y[train]), data)
     # Timed once per model (a refitter's splits share it); the run names the device that ran.
-    refitter.device = refitter.device or DeviceChoice.for_setting(spec.inference.device, bnn)
+    refitter.device = refitter.device or DeviceChoice.for_setting(spec.inference, bnn)
     device = refitter.device
     spec = spec.with_overrides(inference={"device": device.name})
-    with on_device(device.name):
+    with on_device(device):
         trace = inference.run(spec.inference, progress)
     timings["inference_s"] = time.perf_counter() - clock
 

@@ -5,6 +5,9 @@ code run on the CPU; its figures wait for a machine with one (docs/samplers.md).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from pmbnn.errors import PmbnnError
@@ -22,10 +25,34 @@ from tests.helpers import assert_usage_error, require_extra, run_cli
 pytestmark = pytest.mark.skipif(jax_sees_a_gpu(), reason="written for a machine with no GPU")
 
 
+def _settings(**inference: object):
+    return Spec().with_overrides(inference=inference).inference
+
+
 def test_auto_is_the_cpu_where_jax_sees_no_gpu():
+    require_extra("numpyro")
     assert Spec().inference.device == "auto"
-    assert DeviceChoice.for_setting("auto") == DeviceChoice("cpu", "auto: JAX sees no GPU")
-    assert DeviceChoice.for_setting("cpu") == DeviceChoice("cpu", "as set")
+    numpyro = _settings(sampler="numpyro")
+    assert DeviceChoice.for_setting(numpyro) == DeviceChoice("cpu", "auto: JAX sees no GPU")
+    cpu = _settings(sampler="numpyro", device="cpu")
+    assert DeviceChoice.for_setting(cpu) == DeviceChoice("cpu", "as set")
+
+
+def test_a_fit_without_jax_work_neither_imports_jax_nor_takes_a_gpu():
+    """PyMC's chains start by fork only while JAX is not loaded (samplers.py): choosing the
+    device for a PyMC-sampler fit must not load it."""
+    code = (
+        "import sys\n"
+        "from pmbnn.inference.device import DeviceChoice\n"
+        "from pmbnn.spec import Spec\n"
+        "settings = Spec().with_overrides(inference={'sampler': 'pymc'}).inference\n"
+        "choice = DeviceChoice.for_setting(settings)\n"
+        "assert choice.reason == 'auto: nothing runs on JAX', choice\n"
+        "assert 'jax' not in sys.modules\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    with pytest.raises(PmbnnError, match="compiles nothing to JAX"):
+        DeviceChoice.for_setting(_settings(sampler="pymc", device="gpu"))
 
 
 def test_the_faster_gradient_decides_and_a_tie_stays_on_the_cpu():
@@ -51,8 +78,9 @@ def test_gradient_is_timed_as_the_samplers_compile_it(blr_spec):
 
 
 def test_gpu_without_one_is_refused_before_any_work(tmp_path, capsys):
+    require_extra("numpyro")
     with pytest.raises(PmbnnError, match="JAX sees no GPU here"):
-        DeviceChoice.for_setting("gpu")
+        DeviceChoice.for_setting(_settings(sampler="numpyro", device="gpu"))
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "fit", "--device", "gpu", "--out", str(out))
     assert_usage_error(code, err, "[inference].device = 'gpu'", "jax[cuda12]")

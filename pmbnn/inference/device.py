@@ -19,7 +19,9 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from pmbnn.errors import PmbnnError
+from pmbnn.inference.compile_target import compile_target
 from pmbnn.model import BnnModel
+from pmbnn.spec import InferenceSpec
 
 TIMED_CALLS = 5  # after one warm-up call each: a median of five is steady to ~10% here
 GPU_INSTALL = "pip install -U 'jax[cuda12]' into the venv"
@@ -31,10 +33,23 @@ class DeviceChoice:
 
     name: str  # "cpu" or "gpu"
     reason: str
+    runs_jax: bool = True  # False: nothing to place, and JAX is not even imported
 
     @classmethod
-    def for_setting(cls, setting: str, bnn: BnnModel | None = None) -> DeviceChoice:
-        """`setting` checked ("gpu" needs one JAX sees), or for "auto" the faster for `bnn`."""
+    def for_setting(cls, settings: InferenceSpec, bnn: BnnModel | None = None) -> DeviceChoice:
+        """`settings.device` checked ("gpu" needs one JAX sees and a fit that runs JAX), or for
+        "auto" the faster for `bnn`. A fit without JAX work never imports JAX for this: PyMC's
+        chains start by fork only while JAX is not loaded."""
+        setting = settings.device
+        if not runs_jax(settings):
+            if setting == "gpu":
+                raise PmbnnError(
+                    "[inference].device = 'gpu', but this fit compiles nothing to JAX (PyMC's "
+                    "sampler and numba run on the CPU): choose sampler numpyro, blackjax or "
+                    "auto, or set device = 'auto' or 'cpu'"
+                )
+            reason = "as set" if setting == "cpu" else "auto: nothing runs on JAX"
+            return cls("cpu", reason, runs_jax=False)
         has_gpu = jax_sees_a_gpu()
         if setting == "gpu" and not has_gpu:
             raise PmbnnError(
@@ -54,6 +69,16 @@ class DeviceChoice:
         )
 
 
+def runs_jax(settings: InferenceSpec) -> bool:
+    """Whether the fit these settings describe (sampler already chosen) compiles to JAX."""
+    jax_target = compile_target(settings.backend) == "jax"
+    if settings.method != "nuts":
+        return jax_target
+    return settings.sampler in ("numpyro", "blackjax", "auto") or (
+        settings.sampler == "nutpie" and jax_target
+    )
+
+
 def faster_device(seconds: dict[str, float]) -> str:
     """The device with the shorter gradient time; the CPU on a tie (no transfer to pay)."""
     return "gpu" if seconds["gpu"] < seconds["cpu"] else "cpu"
@@ -71,16 +96,18 @@ def jax_sees_a_gpu() -> bool:
 
 
 @contextmanager
-def on_device(name: str) -> Iterator[None]:
-    """JAX computations in the block run on `name` ("cpu" or "gpu") unless their inputs are
-    already placed elsewhere; without JAX, nothing to place."""
-    if importlib.util.find_spec("jax") is None:
+def on_device(choice: DeviceChoice | str) -> Iterator[None]:
+    """JAX computations in the block run on the chosen device ("cpu" or "gpu") unless their
+    inputs are already placed elsewhere; for a fit without JAX work, nothing happens (importing
+    JAX would make PyMC start its chains from a forkserver instead of by fork)."""
+    choice = choice if isinstance(choice, DeviceChoice) else DeviceChoice(choice, "as set")
+    if not choice.runs_jax or importlib.util.find_spec("jax") is None:
         with nullcontext():
             yield
         return
     import jax
 
-    with jax.default_device(jax.devices(name)[0]):
+    with jax.default_device(jax.devices(choice.name)[0]):
         yield
 
 
