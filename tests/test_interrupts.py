@@ -28,6 +28,7 @@ ADVI = SINE + '[inference]\nmethod = "advi"\niterations = {iterations}\ndraws = 
 JAX_FIRST = "import jax, sys\nfrom pmbnn.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 PATIENCE_S = 120  # for a fit to reach sampling on a loaded machine
 EXIT_S = 15  # from the signal to the process's exit
+CHAIN_BUSY_S = 2.0  # CPU seconds of a chain process that has started sampling
 
 
 def start_fit(
@@ -73,12 +74,26 @@ def cpu_seconds(pid: int) -> float:
 
 
 def wait_for_chain_processes(fit: subprocess.Popen, count: int) -> None:
+    """Until the chains sample: `count` processes in the group, two of them besides the fit
+    busy for CHAIN_BUSY_S of CPU. A chain started from a forkserver first unpickles its work
+    (importing PyMC on the way); a signal in that window is not "while sampling"."""
     deadline = time.monotonic() + PATIENCE_S
-    while len(group_members(fit.pid)) < count:
+    while True:
+        members = group_members(fit.pid)
+        busy = [pid for pid in members if pid != fit.pid and _cpu_or_zero(pid) >= CHAIN_BUSY_S]
+        if len(members) >= count and len(busy) >= 2:
+            break
         assert fit.poll() is None, fit.communicate()
-        assert time.monotonic() < deadline, "the chains never started"
+        assert time.monotonic() < deadline, "the chains never started sampling"
         time.sleep(0.2)
     time.sleep(2.0)  # past the 50 tuning steps: PyMC would now return the draws so far
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:  # gone meanwhile
+        return 0.0
 
 
 def wait_for_both_cores_busy(fit: subprocess.Popen) -> None:
