@@ -70,7 +70,7 @@ class FittedBnn:
         self._network = network
 
     def __getstate__(self) -> dict:
-        # The model and its compiled programs are rebuilt from the data, never pickled.
+        # The model and its compiled programs are rebuilt from the data, never serialized.
         return self.__dict__ | {"_model": None, "_network": None}
 
     @property

@@ -18,7 +18,6 @@ import ctypes
 import multiprocessing
 import multiprocessing.context
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -127,15 +126,23 @@ def die_with_parent(creator: int) -> None:
         pass  # alive, under another user
 
 
+TRUNCATED_MESSAGE_ERROR = "UnpicklingError"  # the standard library's, for a cut-off message
+
+
 def _run_orphan_proof(run: Callable[[], None], creator: int) -> None:
     """A child's run(): dies with its creator, and quietly when the creator is gone."""
     die_with_parent(creator)
     try:
         run()
-    except (BrokenPipeError, ConnectionResetError, EOFError, pickle.UnpicklingError):
-        # Its pipe to the parent broke, or the parent stopped mid-message (an interrupt while
-        # it handed the chain its work, measured on a loaded machine): the parent is dying
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        os._exit(1)  # its pipe to the parent broke: the parent died, nobody reads a traceback
+    except Exception as error:
+        # The parent stopped mid-message (an interrupt while it handed the chain its work,
+        # measured on a loaded machine): multiprocessing's reader raises its truncated-message
+        # error, matched by name; pmbnn itself never deserializes objects. The parent is dying
         # or reporting the interrupt itself, and a chain's traceback would only bury that.
+        if type(error).__name__ != TRUNCATED_MESSAGE_ERROR:
+            raise
         os._exit(1)
 
 

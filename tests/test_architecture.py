@@ -60,3 +60,19 @@ def test_no_module_over_the_size_limit():
         str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")
     }
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_no_module_serializes_python_objects():
+    """Saved artifacts are data (TOML, JSON, netCDF): no module imports an object serializer."""
+    banned = {"pickle", "_pickle", "cloudpickle", "dill", "joblib", "shelve", "marshal"}
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module.split(".")[0]]
+            else:
+                continue
+            found += [f"{path.relative_to(ROOT)}: {n}" for n in names if n in banned]
+    assert found == []
