@@ -1,23 +1,21 @@
-"""Mean-field and full-rank ADVI through pm.fit, stopped by a loss-plateau check."""
+"""Mean-field and full-rank ADVI (PyMC's objective, pmbnn's compiled loop), stopped by a
+loss-plateau check."""
 
 from __future__ import annotations
 
 import json
-import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import pytensor
 import xarray as xr
-from pytensor.tensor.random.type import RandomType
 from threadpoolctl import threadpool_limits
 from xarray import DataTree
 
 from pmbnn.errors import PmbnnError
+from pmbnn.inference.advi_steps import CompiledSteps, optimize
 from pmbnn.inference.compile_target import compile_target
 from pmbnn.interrupts import raise_if_interrupted
 from pmbnn.loss import PLATEAU_Z, plateau_z
@@ -31,7 +29,6 @@ MIN_WINDOW = 500
 # standardized targets; a narrow start reaches the data-fitting optimum. Measured on the sine-gap
 # example: learned sigma 1.07 with the default start, 0.22 with 0.01 (noise truth about 0.14).
 START_SD = 0.01
-PYMC_VI_LOGGER = "pymc.variational.inference"
 
 
 class LossPlateau:
@@ -56,33 +53,40 @@ class LossPlateau:
         self.decays_left = self.decays
         self.converged_at: int | None = None
 
-    def __call__(self, approx: object, losses: np.ndarray, iteration: int) -> None:
-        iteration = len(losses)  # PyMC's count runs on across refine() calls; this run's does not
-        if iteration % self.window or iteration < 2 * self.window:
-            return
-        if plateau_z(losses, self.window) >= PLATEAU_Z:
-            return
+    def stop_after_window(self, losses: np.ndarray) -> bool:
+        """Called at each multiple of `window` iterations: True ends the fit (converged)."""
+        iteration = len(losses)
+        if iteration < 2 * self.window or plateau_z(losses, self.window) >= PLATEAU_Z:
+            return False
         if self.decays_left == 0:
             self.converged_at = iteration
-            raise StopIteration(f"ADVI loss stopped improving at iteration {iteration}")
+            return True
         self.decays_left -= 1
         self.learning_rate.set_value(self.learning_rate.get_value() / 10.0)
+        return False
 
 
 class AdviProgram:
     """ADVI for one model, compiled once and rerunnable from a fresh start.
 
-    The compiled step function reads the model's data from shared variables, so after
+    The compiled steps read the model's data from shared variables, so after
     ``pm.set_data`` the same program fits new rows of the same width (the UCI bench refits
     each split this way: one compilation per process, not per split). Every run restores the
     optimizer to its initial state and starts q from the model's initial point for its seed.
 
     With ``batch_size`` (fewer than the rows), q is fitted on a minibatch copy of the model
     (`minibatch_model`) that shares the free variables' names, so the draws predict through the
-    full-data model like any others.
+    full-data model like any others. `steps_per_call` overrides the backend's measured default
+    (`advi_steps.STEPS_PER_CALL`); the result does not depend on it.
     """
 
-    def __init__(self, bnn: BnnModel, settings: InferenceSpec, full_rank: bool):
+    def __init__(
+        self,
+        bnn: BnnModel,
+        settings: InferenceSpec,
+        full_rank: bool,
+        steps_per_call: int | None = None,
+    ):
         self.bnn, self.full_rank = bnn, full_rank
         self.rows = len(bnn.model[TARGET_DATA].get_value())
         batch_size = settings.batch_size
@@ -92,11 +96,11 @@ class AdviProgram:
         self.training = bnn if self.batch_size is None else minibatch_model(bnn, self.batch_size)
         self.method = "fullrank_advi" if full_rank else "advi"
         self.backend = compile_target(settings.backend)
-        self.iterations = settings.iterations
         self.window = max(MIN_WINDOW, settings.iterations // 20)
         self.learning_rate = pytensor.shared(
             np.asarray(settings.learning_rate, dtype=float), "learning_rate"
         )
+        self.plateau = LossPlateau(self.window, self.learning_rate)
         with self.training.model:
             start = self.training.model.initial_point(random_seed=settings.seed)
             if full_rank:
@@ -106,71 +110,49 @@ class AdviProgram:
             else:
                 start_sd = {name: np.full(np.size(v), START_SD) for name, v in start.items()}
                 inference = pm.ADVI(start=start, start_sigma=start_sd, random_seed=settings.seed)
-            # n=0 compiles the step function (Adam, loss, callbacks) without taking a step.
-            self.plateau = LossPlateau(self.window, self.learning_rate)
-            with warnings.catch_warnings():
-                # Expected with JAX: its private copies of the random streams are seeded in
-                # run(), and shape asserts that the model's construction already guarantees.
-                warnings.filterwarnings("ignore", "The RandomType SharedVariables")
-                warnings.filterwarnings("ignore", "Skipping Assert")
-                inference.fit(
-                    n=0,
-                    obj_optimizer=pm.adam(learning_rate=self.learning_rate),
-                    callbacks=[self.plateau],
-                    progressbar=False,
-                    backend=self.backend,
-                )
         self.inference = inference
-        step = inference.state.step
-        data = {self.training.inputs, self.training.model[TARGET_DATA]}
-        self._state = {
-            v: v.get_value(borrow=False)
-            for v in step.get_shared()
-            if v not in data and not isinstance(v.type, RandomType)
-        }
-        # The random streams (q's noise; the minibatch indices), as the compiled step reads
-        # them: the JAX backend works on private copies of the shared generators, so seeding
-        # the shared variables would not reach it.
-        inputs = list(zip(step.maker.inputs, step.input_storage, strict=True))
-        self._random_streams = [
-            container for In, container in inputs if isinstance(In.variable.type, RandomType)
-        ]
-        # The data, as the compiled step reads it: given numpy arrays, a JAX-compiled step
-        # copies them to the device on every call (measured: 23 ms an iteration with 10^6 rows,
-        # against 0.2 ms once they are device arrays).
-        self._data_storage = [container for In, container in inputs if In.variable in data]
         with warnings.catch_warnings():
+            # JAX skips shape asserts that the model's construction already guarantees.
             warnings.filterwarnings("ignore", "Skipping Assert")
-            step()  # JAX compiles on the first call; run() resets all it changes
+            self.steps = CompiledSteps(
+                self.training.model, inference, self.learning_rate, self.backend, steps_per_call
+            )
+            # Compile (JIT: on the first call) the program the first window runs; run() resets.
+            first = min(self.window, settings.iterations)
+            self.steps.reset(settings.seed)
+            self.steps.take(self.steps.steps_per_call if first >= self.steps.steps_per_call else 1)
+        self._data = [self.training.inputs, self.training.model[TARGET_DATA]]
 
     def run(self, settings: InferenceSpec, progress: bool) -> tuple[Any, np.ndarray]:
         """Fit from the initial state on the model's current data: (approximation, losses)."""
         if self.training is not self.bnn:
             data = {name: self.bnn.model[name].get_value() for name in (INPUTS, TARGET_DATA)}
             pm.set_data(data, model=self.training.model)
-        for variable, value in self._state.items():
-            variable.set_value(np.copy(value))
-        # Each random stream gets its own seed; the first keeps the seed it had before
-        # minibatches existed, so earlier results reproduce.
-        for stream, container in enumerate(self._random_streams):
-            extra = [stream] if stream else []
-            generator = np.random.default_rng([settings.seed, 11, *extra])
-            container.storage[0] = jax_typify(generator) if self.backend == "jax" else generator
+        self.steps.reset(settings.seed)
         self._set_start(settings.seed)
         self.learning_rate.set_value(np.asarray(settings.learning_rate, dtype=float))
         self.plateau.reset()
-        self.inference.hist = np.asarray([], dtype=float)
-        self.inference.state = self.inference.state._replace(i=0)
-        host_data = [container.storage[0] for container in self._data_storage]
+        host_data = [variable.get_value(borrow=True) for variable in self._data]
         if self.backend == "jax":
-            for container in self._data_storage:
-                container.storage[0] = to_device(container.storage[0])
+            # Given numpy arrays, a JAX-compiled program copies them to the device on every
+            # call (measured: 23 ms an iteration with 10^6 rows, against 0.2 ms once they are
+            # device arrays).
+            for variable, array in zip(self._data, host_data, strict=True):
+                variable.container.storage[0] = to_device(array)
         try:
             # One BLAS thread: the network's matrices are small, and OpenBLAS's second thread
             # stalls when another process keeps a core busy (measured with both cores loaded:
             # 180-240 iterations/s with two threads, 560-590 with one; unloaded both ~900).
-            with threadpool_limits(1), _quiet(PYMC_VI_LOGGER):
-                self.inference.refine(settings.iterations, progressbar=progress)
+            with threadpool_limits(1), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Skipping Assert")
+                losses = optimize(
+                    self.steps,
+                    settings.iterations,
+                    self.window,
+                    self.plateau.stop_after_window,
+                    progress,
+                    self.method,
+                )
         except FloatingPointError:
             raise PmbnnError(
                 f"{self.method} diverged (the loss became NaN); lower "
@@ -178,18 +160,15 @@ class AdviProgram:
             ) from None
         finally:
             # The data's shared variables are the model's: give them their numpy arrays back.
-            for container, array in zip(self._data_storage, host_data, strict=True):
-                container.storage[0] = array
+            for variable, array in zip(self._data, host_data, strict=True):
+                variable.container.storage[0] = array
         for param in self.inference.approx.params:
             # JAX leaves read-only device arrays behind, which numba-compiled sampling rejects.
             param.set_value(np.array(param.get_value()))
-        losses = np.asarray(self.inference.hist, dtype=float)
         if self.batch_size is not None:
             # PyMC reports a minibatch loss divided by rows / batch_size; store the full-data scale.
             losses = losses * (self.rows / self.batch_size)
         raise_if_interrupted()
-        if self.plateau.converged_at is None and len(losses) < settings.iterations:
-            raise KeyboardInterrupt  # pm.fit swallows Ctrl-C and returns a half-fitted result
         return self.inference.approx, losses
 
     def _set_start(self, seed: int) -> None:
@@ -203,31 +182,11 @@ class AdviProgram:
         mu.set_value(mean)
 
 
-@contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """Silence a logger's INFO lines for the block: PyMC reports a stop on the loss plateau as
-    "Interrupted at 11,999 [39%]", which reads as a failure; pmbnn says how the fit ended."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def to_device(array: np.ndarray) -> object:
     """A JAX device array, which a JAX-compiled PyTensor function reads without copying."""
     import jax
 
     return jax.device_put(array)
-
-
-def jax_typify(generator: np.random.Generator) -> object:
-    """A numpy generator in the form JAX-compiled PyTensor functions keep their streams in."""
-    from pytensor.link.jax.dispatch import jax_typify as typify
-
-    return typify(generator)
 
 
 def fit_advi(
