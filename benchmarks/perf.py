@@ -83,8 +83,11 @@ def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def workload_spec(settings: dict, method: str = "nuts", sampler: str = "pymc", seed: int = 0):
     from pmbnn.spec import Spec
 
+    # The fixed prior: the model the NumPyro reference (reference.py) writes out, and the one
+    # every earlier perf.json measured (pmbnn's default learns its scales since issue 14).
     return Spec().with_overrides(
         network={"hidden": HIDDEN, "activation": "tanh"},
+        prior={"kind": "fixed", "weight_scale": 1.0},
         inference={
             "method": method,
             "sampler": sampler,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from pmbnn.model import build_model
 from pmbnn.spec import Spec
@@ -14,21 +15,29 @@ from tests.helpers import ROOT, require_extra
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def test_reference_density_equals_pmbnn_density():
-    """Same log posterior (to rounding) at random points of the unconstrained space."""
+@pytest.mark.parametrize("workload", ["small", "perf"])
+def test_reference_density_equals_pmbnn_density(workload):
+    """Same log posterior (to rounding) at random points of the unconstrained space, for a
+    small network and for the perf workload's own spec (whatever pmbnn's default prior is)."""
     require_extra("numpyro")
     import jax
+    import perf
     import reference
 
     jax.config.update("jax_enable_x64", True)
     from numpyro.infer.util import potential_energy
 
-    spec = Spec().with_overrides(
-        network={"hidden": [3, 2]}, prior={"weight_scale": 1.5, "bias_scale": 0.7}
-    )
+    if workload == "perf":
+        spec = perf.workload_spec(perf.QUICK)
+        features = perf.N_FEATURES
+    else:
+        spec = Spec().with_overrides(
+            network={"hidden": [3, 2]}, prior={"weight_scale": 1.5, "bias_scale": 0.7}
+        )
+        features = 4
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(20, 4)), rng.normal(size=20)
-    model = build_model(spec, x, y, ["a", "b", "c", "d"]).model
+    x, y = rng.normal(size=(20, features)), rng.normal(size=20)
+    model = build_model(spec, x, y, [f"x{i}" for i in range(features)]).model
     logp = model.compile_logp(jacobian=True)
     for seed in range(3):
         point = model.initial_point(random_seed=seed)
