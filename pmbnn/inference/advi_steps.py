@@ -24,6 +24,7 @@ import pytensor
 from pymc.pytensorf import collect_default_updates, resolve_backend_compile_kwargs
 from pymc.pytensorf import compile as compile_pymc
 from pytensor.compile.executor import Function
+from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.type import RandomType
 from rich.progress import Progress, TextColumn
 
@@ -69,12 +70,14 @@ class CompiledSteps:
         """The compiled program taking `steps` steps (1 or `steps_per_call`) and returning their
         losses, compiled on first use."""
         if steps not in self._programs:
+            _forget_stack_traces([self.loss, *self.updates.values()])  # before scan copies them
             if steps == 1:
                 losses, updates = self.loss[None], self.updates
             else:
                 losses, updates = pytensor.scan(
                     lambda: (self.loss, self.updates), n_steps=steps, return_updates=True
                 )
+            _forget_stack_traces([losses, *updates.values()])
             # PyMC's rewrites (-inf for invalid parameters, in-place streams); JAX warns that
             # it copies the random streams, which `reset` and `take` seed and hand over.
             with self.model, warnings.catch_warnings():
@@ -147,6 +150,19 @@ def optimize(
             if done % window == 0 and stop_after_window(losses[:done]):
                 break
     return losses[:done]
+
+
+def _forget_stack_traces(outputs: list) -> None:
+    """Drop the creation stack traces PyTensor keeps on every variable of the graph.
+
+    Its rewrites append the traces of a replaced variable to its replacement, and variables
+    outlive a compilation (the model's, shared by every fit of a reused model): measured in
+    the test suite, many fits of one cached scikit-learn model grew a compilation to 24 GB
+    inside `local_useless_switch`'s `copy_stack_trace`. The traces only decorate PyTensor's
+    error messages.
+    """
+    for variable in ancestors(outputs):
+        variable.tag.__dict__.pop("trace", None)
 
 
 def _stream_storage(program: Function, streams: list) -> list[tuple[Any, Any]]:
