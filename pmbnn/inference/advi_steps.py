@@ -7,9 +7,10 @@ only looks in between: progress, NaN, the loss-plateau check at window boundarie
 The steps are the same computation with the same random streams, so a scanned fit equals a
 step-by-step one to rounding (tests/test_advi_steps.py).
 
-Measured on the perf workload (1378 weights, 1000 rows; 2 cores, both loaded by a benchmark):
-JAX 415 iterations/s as scans of 100 steps against 321 one step per call; numba 160 against 426
-(PyTensor's numba scan is slower per step than its single step), so numba keeps one per call.
+Measured on the perf workload (1378 weights, 1000 rows, 2 cores; benchmarks/perf.py's ADVI
+measurement, 2026-11-26): JAX 694 iterations/s as scans of 100 steps against 530 through
+``pm.fit`` (NumPyro's SVI, one jitted loop: 582); numba's scan ran slower per step than its
+single step (260 against 445 it/s, both cores loaded), so numba keeps one step per call.
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ class CompiledSteps:
         (seed, 11, i) (the first with (seed, 11), as before minibatches added a second)."""
         for variable, value in self._initial.items():
             variable.set_value(np.copy(value))
-        self._seed = seed
         self._generators = {
             stream: np.random.default_rng([seed, 11, *([i] if i else [])])
             for i, stream in enumerate(self.streams)
