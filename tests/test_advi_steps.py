@@ -14,6 +14,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+from pmbnn.errors import PmbnnError
 from pmbnn.inference.advi import AdviProgram
 from pmbnn.model import build_model
 from pmbnn.spec import Spec
@@ -89,3 +90,14 @@ def test_a_different_seed_gives_a_different_fit(data):
     other = program.run(spec.inference.model_copy(update={"seed": 1}), False)[1]
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).max() > 1.0
+
+
+def test_a_nan_loss_stops_the_fit_and_names_the_learning_rate(data):
+    """Checked after every call: a diverging fit ends at once, with the setting to change."""
+    spec = Spec().with_overrides(
+        network={"hidden": [3]},
+        inference={"method": "advi", "iterations": 600, "learning_rate": 1e8, "backend": BACKEND},
+    )
+    program = AdviProgram(build_model(spec, *data, ["a", "b"]), spec.inference, False)
+    with pytest.raises(PmbnnError, match=r"diverged .*lower \[inference\]\.learning_rate"):
+        program.run(spec.inference, progress=True)
