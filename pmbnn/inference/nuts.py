@@ -15,7 +15,7 @@ import numpy as np
 import pymc as pm
 from xarray import DataTree
 
-from pmbnn.inference.samplers import PymcSampler, SamplerChoice
+from pmbnn.inference.samplers import BlackjaxSampler, PymcSampler, SamplerChoice
 from pmbnn.interrupts import handle_signals, raise_if_interrupted
 from pmbnn.model import BnnModel
 from pmbnn.spec import InferenceSpec
@@ -57,18 +57,21 @@ def sample_nuts(
         # Raised on converting a trace cut short (more chains than draws), never otherwise wrong.
         warnings.filterwarnings("ignore", "Found chain dimension to be longer")
         try:
-            trace = pm.sample(
-                draws=settings.draws,
-                tune=settings.tune,
-                chains=settings.chains,
-                cores=cores,
-                random_seed=settings.seed,
-                nuts_sampler=sampler.name,
-                progressbar=progress,
-                quiet=not progress,
-                compute_convergence_checks=False,
-                **options,
-            )
+            if isinstance(sampler, BlackjaxSampler):
+                trace = sampler.sample(bnn, settings, options, progress)
+            else:
+                trace = pm.sample(
+                    draws=settings.draws,
+                    tune=settings.tune,
+                    chains=settings.chains,
+                    cores=cores,
+                    random_seed=settings.seed,
+                    nuts_sampler=sampler.name,
+                    progressbar=progress,
+                    quiet=not progress,
+                    compute_convergence_checks=False,
+                    **options,
+                )
         except Exception:
             raise_if_interrupted()  # the interrupt, not what it broke, is the cause
             raise
