@@ -234,18 +234,22 @@ def test_two_fits_racing_for_one_out_cannot_both_succeed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_a_sampler_that_returns_a_short_trace_is_not_believed(monkeypatch):
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])  # through pm.sample, pmbnn's own
+def test_a_sampler_that_returns_a_short_trace_is_not_believed(monkeypatch, sampler):
     """Whatever a backend returns after an interrupt, a trace cut short is never a result."""
     import numpy as np
     import pymc as pm
     import xarray as xr
     from xarray import DataTree
 
+    from pmbnn.inference import blackjax_nuts
     from pmbnn.inference.nuts import sample_nuts
     from pmbnn.model import build_model
     from pmbnn.spec import Spec
 
-    spec = Spec().with_overrides(network={"hidden": [2]}, inference={"draws": 10, "chains": 2})
+    spec = Spec().with_overrides(
+        network={"hidden": [2]}, inference={"draws": 10, "chains": 2, "sampler": sampler}
+    )
     bnn = build_model(spec, np.zeros((5, 1)), np.zeros(5), ["x"])
     draws = ("chain", "draw")
     short = DataTree.from_dict(
@@ -257,6 +261,7 @@ def test_a_sampler_that_returns_a_short_trace_is_not_believed(monkeypatch):
         }
     )
     monkeypatch.setattr(pm, "sample", lambda *args, **kwargs: short)
+    monkeypatch.setattr(blackjax_nuts, "sample_blackjax", lambda *args, **kwargs: short)
     with pytest.raises(KeyboardInterrupt, match=r"1 chains x 3 draws of 2 x 10"):
         sample_nuts(bnn, spec.inference, progress=False, step=object())
 
