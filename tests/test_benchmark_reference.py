@@ -72,3 +72,24 @@ def test_gpu_section_runs_with_the_cpu_alone():
     }
     judged = perf.verdicts(named | {name: 1.0 for name in perf.TARGETS})
     assert judged["device_auto_time_ratio_vs_best_200_rows"]["met"]
+
+
+def test_nuts_ratios_judge_the_default_sampler_in_speed_and_memory():
+    """The default's ESS/s against the best backend's, and its peak memory against PyMC's
+    sampler counted with its largest chain process (PyMC samples chains in child processes)."""
+    require_extra("jax", "blackjax")
+    import perf
+
+    nuts = {
+        "numpyro_reference": {"ess_per_s": 2.0},
+        "pymc": {"ess_per_s": 0.5, "peak_rss_mb": 500.0, "peak_rss_children_mb": 300.0},
+        "numpyro": {"ess_per_s": 2.5, "peak_rss_mb": 6000.0, "peak_rss_children_mb": 0.0},
+        "blackjax": {"ess_per_s": 2.0, "peak_rss_mb": 1000.0, "peak_rss_children_mb": 0.0},
+    }
+    named = perf.nuts_ratios(nuts)
+    assert named["nuts_best_backend"] == "numpyro" and named["nuts_default_backend"] == "blackjax"
+    assert named["nuts_default_ess_per_s_ratio_vs_best"] == 0.8
+    assert named["nuts_default_peak_memory_ratio_vs_pymc"] == 1.25
+    judged = perf.verdicts(named)
+    assert not judged["nuts_default_ess_per_s_ratio_vs_best"]["met"]
+    assert judged["nuts_default_peak_memory_ratio_vs_pymc"]["met"]

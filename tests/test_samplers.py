@@ -113,3 +113,27 @@ def test_blackjax_learns_each_scale_from_draws_and_gradients():
     np.testing.assert_allclose(draws.std(axis=0), [0.01, 100.0], rtol=0.2)
     again = sample_blackjax(model, settings, parallel=False, progress=False)
     np.testing.assert_array_equal(again["posterior"]["x"].values, trace["posterior"]["x"].values)
+
+
+def test_blackjax_chunks_change_nothing_but_memory(monkeypatch):
+    """The run is split into compiled calls of `CHUNK` steps (peak memory); the last chunk is
+    padded, and a padded step must leave the chain and the warm-up's adaptation untouched:
+    draws split 7 at a time (tune and draws not multiples of 7) equal one call's bit for bit."""
+    require_extra("jax", "blackjax")
+    import pymc as pm
+
+    from pmbnn.inference import blackjax_nuts
+
+    with pm.Model() as model:
+        pm.Normal("x", 0.0, np.array([0.5, 3.0]), shape=2)
+    settings = Spec().with_overrides(inference={"tune": 40, "draws": 30, "chains": 2}).inference
+    monkeypatch.setattr(blackjax_nuts, "CHUNK", 1000)
+    whole = blackjax_nuts.sample_blackjax(model, settings, parallel=False, progress=False)
+    monkeypatch.setattr(blackjax_nuts, "CHUNK", 7)
+    chunked = blackjax_nuts.sample_blackjax(model, settings, parallel=False, progress=False)
+    assert chunked["posterior"].sizes["draw"] == 30
+    np.testing.assert_array_equal(chunked["posterior"]["x"].values, whole["posterior"]["x"].values)
+    for name in ("n_steps", "step_size", "lp"):
+        np.testing.assert_array_equal(
+            chunked["sample_stats"][name].values, whole["sample_stats"][name].values
+        )

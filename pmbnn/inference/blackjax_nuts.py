@@ -15,7 +15,7 @@ window mean: on a multimodal posterior that mean need not be a typical point.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,12 @@ MAX_RANK = 0
 # 75 of 1000, since gradients make the first window's metric good early. At 300 warm-up
 # steps, 15 against Stan's 75: 3.70 and 3.14 ESS/s against 2.91 and 3.14 (seeds 0 and 1).
 INITIAL_BUFFER_SHARE = 0.05
+# NUTS steps per compiled call. With the whole run in one call, JAX's CPU client with several
+# devices (pmap) kept the buffers each tree freed from going back to the OS until the call
+# returned: peak RSS grew by about 2 KB per leapfrog step, to 4.2 GB on the perf workload
+# (2 x 600 draws, 1023 steps each). Between calls it is returned; a call of 25 draws there
+# takes a few seconds, so the split costs nothing measurable.
+CHUNK = 25
 
 
 def sample_blackjax(
@@ -43,8 +49,9 @@ def sample_blackjax(
     """`settings.chains` chains of `settings.tune` adaptation and `settings.draws` draws.
 
     `parallel` runs one chain per JAX device (pmap), else all chains vectorized (vmap).
-    The chains run as one compiled program; with `progress`, each NUTS step reports to a
-    progress bar through a host callback (a few microseconds against a tree's milliseconds).
+    The chains run as one compiled program, called once per `CHUNK` steps; with `progress`,
+    each NUTS step reports to a progress bar through a host callback (a few microseconds
+    against a tree's milliseconds).
     """
     import jax
     from arviz_base import from_dict
@@ -76,9 +83,7 @@ def sample_blackjax(
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("NUTS (blackjax)", total=steps)
         tick = (lambda: bar.advance(task)) if progress else None
-        run_chain = _chain_program(logp, settings, tick)
-        mapped = jax.pmap(run_chain) if parallel else jax.vmap(run_chain)
-        positions, stats = jax.block_until_ready(mapped(keys, start))
+        positions, stats = _run_chains(logp, settings, keys, start, parallel, tick)
 
     names = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     values = _postprocess_samples(
@@ -100,10 +105,16 @@ def sample_blackjax(
     return from_dict(groups, coords=coords, dims=dims, sample_dims=["chain", "draw"])
 
 
-def _chain_program(
-    logp: Callable[[Any], Any], settings: InferenceSpec, tick: Callable[[], None] | None
-) -> Callable[[Any, Any], tuple[Any, dict[str, Any]]]:
-    """One chain: Fisher-divergence warm-up (Stan's window schedule), then NUTS draws."""
+def _run_chains(
+    logp: Callable[[Any], Any],
+    settings: InferenceSpec,
+    keys: Any,
+    start: Any,
+    parallel: bool,
+    tick: Callable[[], None] | None,
+) -> tuple[Any, dict[str, Any]]:
+    """Fisher-divergence warm-up (Stan's window schedule), then NUTS draws, `CHUNK` steps
+    per compiled call; the chains' state stays on their devices between calls."""
     import blackjax
     import jax
     import jax.numpy as jnp
@@ -111,61 +122,124 @@ def _chain_program(
     from blackjax.adaptation.window_adaptation import build_schedule
     from blackjax.mcmc.metrics import gaussian_euclidean_low_rank
 
-    tune, draws = settings.tune, settings.draws
+    tune, draws, chains = settings.tune, settings.draws, settings.chains
     adapt_init, adapt_update, adapt_final = low_rank_adaptation(
         max_rank=MAX_RANK, target_acceptance_rate=settings.target_accept
     )
     nuts_step = blackjax.nuts.build_kernel()
+    # BlackJAX's buffer: the largest slow window of the schedule (older draws drop out).
+    buffer = min(2 * max(tune // 5, 128), max(tune, 1))
 
-    def run_chain(key: Any, position: Any) -> tuple[Any, dict[str, Any]]:
-        warmup_key, draw_key = jax.random.split(key)
+    def init(position: Any) -> tuple[Any, Any]:
         state = blackjax.nuts.init(position, logp)
-        # BlackJAX's buffer: the largest slow window of the schedule (older draws drop out).
-        buffer = min(2 * max(tune // 5, 128), max(tune, 1))
-        adaptation = adapt_init(position, state.logdensity_grad, 1.0, buffer)
+        return state, adapt_init(position, state.logdensity_grad, 1.0, buffer)
 
-        def warmup_step(carry: tuple[Any, Any], xs: tuple[Any, Any]) -> tuple[Any, None]:
-            state, adaptation = carry
-            step_key, stage = xs
-            metric = gaussian_euclidean_low_rank(adaptation.sigma, adaptation.U, adaptation.lam)
-            state, info = nuts_step(step_key, state, logp, adaptation.step_size, metric)
-            adaptation = adapt_update(
-                adaptation, stage, state.position, state.logdensity_grad, info.acceptance_rate
-            )
-            _report(tick, info)
-            return (state, adaptation), None
+    def warmup_step(carry: tuple[Any, Any], xs: tuple[Any, Any]) -> tuple[Any, None]:
+        state, adaptation = carry
+        step_key, stage = xs
+        metric = gaussian_euclidean_low_rank(adaptation.sigma, adaptation.U, adaptation.lam)
+        state, info = nuts_step(step_key, state, logp, adaptation.step_size, metric)
+        adaptation = adapt_update(
+            adaptation, stage, state.position, state.logdensity_grad, info.acceptance_rate
+        )
+        _report(tick, info)
+        return (state, adaptation), None
 
-        if tune > 0:
-            schedule = build_schedule(
-                tune, initial_buffer_size=max(int(INITIAL_BUFFER_SHARE * tune), 10)
-            )
-            stages = tuple(jnp.asarray(column) for column in zip(*schedule, strict=True))
-            (state, adaptation), _ = jax.lax.scan(
-                warmup_step, (state, adaptation), (jax.random.split(warmup_key, tune), stages)
-            )
-            step_size, sigma, _, u, lam = adapt_final(adaptation)
-        else:
-            step_size, sigma, u, lam = 1.0, adaptation.sigma, adaptation.U, adaptation.lam
+    def adapted(adaptation: Any) -> tuple[Any, Any, Any, Any]:
+        if tune == 0:
+            return jnp.asarray(1.0), adaptation.sigma, adaptation.U, adaptation.lam
+        step_size, sigma, _, u, lam = adapt_final(adaptation)
+        return step_size, sigma, u, lam
+
+    def draw_step(carry: tuple[Any, Any], step_key: Any) -> tuple[Any, tuple[Any, Any]]:
+        state, (step_size, sigma, u, lam) = carry
         metric = gaussian_euclidean_low_rank(sigma, u, lam)
+        state, info = nuts_step(step_key, state, logp, step_size, metric)
+        _report(tick, info)
+        stats = {
+            "diverging": info.is_divergent,
+            "energy": info.energy,
+            "tree_depth": info.num_trajectory_expansions,
+            "n_steps": info.num_integration_steps,
+            "acceptance_rate": info.acceptance_rate,
+            "lp": state.logdensity,
+            "step_size": step_size,
+        }
+        return (state, (step_size, sigma, u, lam)), (state.position, stats)
 
-        def draw_step(state: Any, step_key: Any) -> tuple[Any, tuple[Any, dict[str, Any]]]:
-            state, info = nuts_step(step_key, state, logp, step_size, metric)
-            _report(tick, info)
-            stats = {
-                "diverging": info.is_divergent,
-                "energy": info.energy,
-                "tree_depth": info.num_trajectory_expansions,
-                "n_steps": info.num_integration_steps,
-                "acceptance_rate": info.acceptance_rate,
-                "lp": state.logdensity,
-                "step_size": jnp.asarray(step_size),
-            }
-            return state, (state.position, stats)
+    mapped = jax.pmap if parallel else (lambda f: jax.jit(jax.vmap(f)))
+    warmup_chunk, draw_chunk = (mapped(_scan_chunk(step)) for step in (warmup_step, draw_step))
 
-        _, (positions, stats) = jax.lax.scan(draw_step, state, jax.random.split(draw_key, draws))
-        return positions, stats
+    def chain_keys(key: Any) -> tuple[Any, Any]:
+        warmup_key, draw_key = jax.random.split(key)
+        return jax.random.split(warmup_key, tune), jax.random.split(draw_key, draws)
 
-    return run_chain
+    warmup_keys, draw_keys = jax.vmap(chain_keys)(keys)
+    state, adaptation = mapped(init)(start)
+    if tune > 0:
+        schedule = build_schedule(
+            tune, initial_buffer_size=max(int(INITIAL_BUFFER_SHARE * tune), 10)
+        )
+        stages = tuple(
+            np.broadcast_to(column, (chains, tune)) for column in zip(*schedule, strict=True)
+        )
+        for xs in _chunks((warmup_keys, stages), tune):
+            (state, adaptation), _ = warmup_chunk((state, adaptation), xs)
+    carry = (state, mapped(adapted)(adaptation))
+    outputs = []
+    for xs in _chunks(draw_keys, draws):
+        carry, output = draw_chunk(carry, xs)
+        outputs.append(output)
+    positions, stats = jax.tree.map(
+        lambda *parts: np.concatenate([np.asarray(p) for p in parts], axis=1)[:, :draws],
+        *outputs,
+    )
+    return positions, stats
+
+
+def _scan_chunk(step: Callable[[Any, Any], tuple[Any, Any]]) -> Callable[[Any, Any], Any]:
+    """`step` scanned over one chunk; where the chunk is padding (`valid` false) the carry
+    passes through unchanged, so the warm-up's adaptation never sees a padded step."""
+    import jax
+    import jax.numpy as jnp
+
+    def masked(carry: Any, xs: tuple[Any, Any]) -> tuple[Any, Any]:
+        valid, inner = xs
+        shapes = jax.eval_shape(step, carry, inner)[1]
+
+        def skip(carry: Any, _: Any) -> tuple[Any, Any]:
+            return carry, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        return jax.lax.cond(valid, step, skip, carry, inner)
+
+    def chunk(carry: Any, xs: tuple[Any, Any]) -> tuple[Any, Any]:
+        return jax.lax.scan(masked, carry, xs)
+
+    return chunk
+
+
+def _chunks(xs: Any, steps: int) -> Iterator[tuple[Any, Any]]:
+    """Per-chain inputs of `steps` steps (axis 1) in chunks of `CHUNK`, the last padded,
+    each as (valid, inputs)."""
+    import jax
+
+    padded = -(-steps // CHUNK) * CHUNK
+    valid = np.arange(padded) < steps
+    xs = jax.tree.map(
+        lambda x: (
+            np.concatenate([x, np.repeat(x[:, -1:], padded - steps, axis=1)], axis=1)
+            if padded > steps
+            else np.asarray(x)
+        ),
+        xs,
+    )
+    chains = jax.tree.leaves(xs)[0].shape[0]
+    for begin in range(0, padded, CHUNK):
+        window = slice(begin, begin + CHUNK)
+        yield (
+            np.broadcast_to(valid[window], (chains, CHUNK)),
+            jax.tree.map(lambda x, window=window: x[:, window], xs),
+        )
 
 
 def _report(tick: Callable[[], None] | None, after: Any) -> None:
