@@ -49,7 +49,7 @@ def test_auto_is_the_default_and_takes_the_fastest_installed(monkeypatch):
     fallback = SamplerChoice.for_setting("auto")
     assert fallback.name == "pymc"
     assert fallback.reason == (
-        "auto: blackjax is not installed; pip install 'pmbnn[jax]' samples about 6.0x faster"
+        "auto: blackjax is not installed; pip install 'pmbnn[jax]' samples about 4.8x faster"
     )
     settings = Spec().with_overrides(inference={"sampler": fallback.name}).inference
     described = inference_description(settings, fallback.reason)

@@ -130,11 +130,10 @@ SAMPLERS: dict[str, Sampler] = {
 
 
 # NUTS ESS/s relative to the NumPyro reference on the perf workload; sampler = "auto" takes
-# the first installed, in this order. numpyro, nutpie, pymc: perf.json (2026-11-25, 2-core
-# CPU). blackjax, with the Fisher-divergence metric of blackjax_nuts.py: 2026-11-26, the same
-# workload, settings and float64, seeds 0, 1, 2: 3.70, 3.14 and 2.77 ESS/s against the
-# reference's 1.98, 1.88 and 1.88 (median against median: 1.67x).
-RELATIVE_SPEED = {"blackjax": 1.67, "numpyro": 1.0, "nutpie": 0.61, "pymc": 0.28}
+# the first installed, in this order. From reports/benchmarks/perf.json (full run, 2026-11-26,
+# 2-core CPU, medians over seeds 0-2): blackjax (the Fisher-divergence metric of
+# blackjax_nuts.py) 4.64 ESS/s, numpyro 2.73, nutpie 1.51, pymc 0.96, the reference 2.48.
+RELATIVE_SPEED = {"blackjax": 1.87, "numpyro": 1.10, "nutpie": 0.61, "pymc": 0.39}
 
 
 @dataclass(frozen=True)
