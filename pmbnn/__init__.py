@@ -22,6 +22,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 __all__ = [
+    "ClassPrediction",
     "Diagnosis",
     "FittedBnn",
     "Metrics",
@@ -49,6 +50,7 @@ _HOMES = {
     "MissingExtraError": "pmbnn.errors",
     "PmbnnError": "pmbnn.errors",
     "Prediction": "pmbnn.predict",
+    "ClassPrediction": "pmbnn.predict",
     "PriorPredictive": "pmbnn.prior_predictive",
     "Scores": "pmbnn.evaluation",
     "Spec": "pmbnn.spec",
@@ -82,7 +84,7 @@ if TYPE_CHECKING:
     from pmbnn.evaluation import Metrics, Scores, evaluate
     from pmbnn.fitted import FittedBnn
     from pmbnn.pipeline import fit
-    from pmbnn.predict import Prediction
+    from pmbnn.predict import ClassPrediction, Prediction
     from pmbnn.prior_predictive import PriorPredictive, prior_predictive
     from pmbnn.report import build_report
     from pmbnn.run import load_run, save_run

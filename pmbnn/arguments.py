@@ -17,6 +17,15 @@ UCI_SPEC = "uci-1x50"
 USAGE_ERROR = 2
 METHODS = ["advi", "fullrank_advi", "nuts"]
 SAMPLERS = ["auto", "pymc", "nutpie", "numpyro", "blackjax"]  # pmbnn.spec.Sampler
+FAMILIES = [
+    "gaussian",
+    "student_t",
+    "heteroscedastic_gaussian",
+    "lognormal",
+    "poisson",
+    "bernoulli",
+    "categorical",
+]  # pmbnn.spec.Family; fmt: skip
 CHECK_FAILED = 1  # diagnose --strict: the run was read, and a check failed
 INTERNAL_ERROR = 3
 
@@ -155,6 +164,13 @@ def _add_spec_and_data(parser: argparse.ArgumentParser) -> None:
         "--data", help="table to fit: .csv, .tsv, .parquet or .npz (overrides [data].path)"
     )
     parser.add_argument("--target", help="target column of --data (overrides [data].target)")
+    parser.add_argument(
+        "--family",
+        choices=FAMILIES,
+        help="likelihood of the target (overrides [likelihood].family): gaussian, student_t, "
+        "heteroscedastic_gaussian, lognormal (positive, skewed), poisson (counts), bernoulli "
+        "(two classes), categorical (class labels)",
+    )
     parser.add_argument(
         "--features", help="comma-separated input columns (default: all but the target)"
     )

@@ -168,6 +168,7 @@ def _spec_from_arguments(args: argparse.Namespace) -> Spec:
         spec = load_spec(BUILTIN_EXAMPLE)
     features = [name.strip() for name in args.features.split(",")] if args.features else None
     return spec.with_overrides(
+        likelihood={"family": args.family},
         data={
             "path": _absolute(args.data),
             "test_path": _absolute(args.test_data),
@@ -226,7 +227,6 @@ def _predict(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _evaluate(args: argparse.Namespace, progress: bool) -> int:
-    from dataclasses import asdict
 
     from pmbnn import jsontext
     from pmbnn.data import read_labelled
@@ -235,10 +235,12 @@ def _evaluate(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.text import scores_text
 
     fitted = load_run(args.run)
-    x, y = read_labelled(args.data, fitted.feature_names, fitted.target)
+    x, y = read_labelled(
+        args.data, fitted.feature_names, fitted.target, fitted.family, fitted.classes
+    )
     scores = evaluate(fitted, x, y)
     if args.json:
-        record = {"run": str(args.run), "data": args.data} | asdict(scores)
+        record = {"run": str(args.run), "data": args.data, "n": scores.n} | scores.to_dict()
         print(jsontext.dumps(record), end="")
     else:
         print(scores_text(args.run, args.data, scores))

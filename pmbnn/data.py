@@ -15,7 +15,8 @@ import pandas as pd
 
 from pmbnn.errors import DataWarning, PmbnnError
 from pmbnn.examples import EXAMPLES
-from pmbnn.spec import DataSpec
+from pmbnn.families import Family, family_of
+from pmbnn.spec import DataSpec, LikelihoodSpec
 from pmbnn.tables import read_table
 
 MIN_TRAIN_ROWS = 2
@@ -26,13 +27,15 @@ MAX_ABS_VALUE = 1e100
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs and target as float arrays, with the names they came with."""
+    """Inputs and target as float arrays, with the names they came with (a labelled target
+    as class codes 0..K-1, its labels in `classes`)."""
 
     x: np.ndarray  # (rows, features)
     y: np.ndarray  # (rows,)
     feature_names: list[str]
     target: str
     source: str
+    classes: list | None = None
 
     def followed_by(self, held_out: Dataset) -> tuple[Dataset, np.ndarray, np.ndarray]:
         """This table's rows then held_out's as one Dataset, with (training, test) row indices."""
@@ -43,6 +46,7 @@ class Dataset:
             self.feature_names,
             self.target,
             f"{self.source} + {held_out.source}",
+            self.classes,
         )
         return both, np.arange(rows), np.arange(rows, rows + len(held_out.y))
 
@@ -66,14 +70,16 @@ class Standardizer:
     y_scale: float
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, enabled: bool) -> Standardizer:
+    def fit(cls, x: np.ndarray, y: np.ndarray, enabled: bool, target: bool = True) -> Standardizer:
+        """Training statistics; `target` False keeps y as it is (counts and class codes are
+        modelled in their own units, only inputs are standardized)."""
         if not enabled:
             return cls(np.zeros(x.shape[1]), np.ones(x.shape[1]), 0.0, 1.0)
         x_scale = x.std(axis=0)
         # A constant column keeps scale 1 (the UCI protocol's convention) instead of dividing by 0.
         x_scale = np.where(x_scale > 0, x_scale, 1.0)
-        y_scale = float(y.std()) or 1.0
-        scaler = cls(x.mean(axis=0), x_scale, float(y.mean()), y_scale)
+        y_mean, y_scale = (float(y.mean()), float(y.std()) or 1.0) if target else (0.0, 1.0)
+        scaler = cls(x.mean(axis=0), x_scale, y_mean, y_scale)
         statistics = np.r_[scaler.x_mean, scaler.x_scale, scaler.y_mean, scaler.y_scale]
         if not np.isfinite(statistics).all():  # guarded by MAX_ABS_VALUE; never written
             raise PmbnnError("the training data's means or scales are not finite; rescale it")
@@ -109,10 +115,13 @@ class Standardizer:
         )
 
 
-def load_split(spec: DataSpec, seed: int) -> tuple[Dataset, np.ndarray, np.ndarray]:
+def load_split(
+    spec: DataSpec, seed: int, family: Family | None = None
+) -> tuple[Dataset, np.ndarray, np.ndarray]:
     """The spec's data with its (training, test) rows: a seeded random split of one table, or
-    a table of held-out rows ([data].test_path) after the training table."""
-    data = load_dataset(spec, seed)
+    a table of held-out rows ([data].test_path) after the training table, its target read as
+    `family` (default Gaussian) reads targets."""
+    data = load_dataset(spec, seed, family)
     if spec.test_path is None:
         return data, *split_indices(len(data.y), spec.test_fraction, seed)
     if spec.path is not None and Path(spec.test_path).resolve() == Path(spec.path).resolve():
@@ -130,11 +139,16 @@ def load_split(spec: DataSpec, seed: int) -> tuple[Dataset, np.ndarray, np.ndarr
             "target": data.target,
         }
     )
-    return data.followed_by(load_dataset(held_out, seed))
+    return data.followed_by(load_dataset(held_out, seed, family, data.classes))
 
 
-def load_dataset(spec: DataSpec, seed: int) -> Dataset:
-    """The data a spec names: a file, or a built-in example generated from the seed."""
+def load_dataset(
+    spec: DataSpec, seed: int, family: Family | None = None, classes: list | None = None
+) -> Dataset:
+    """The data a spec names: a file, or a built-in example generated from the seed. A
+    labelled family's target is encoded with `classes` when given (held-out rows), else with
+    the table's own labels."""
+    family = family or family_of(LikelihoodSpec())
     if spec.path is not None:
         frame, source = read_table(spec.path), spec.path
         target = spec.target
@@ -147,12 +161,18 @@ def load_dataset(spec: DataSpec, seed: int) -> Dataset:
     features = spec.features or [c for c in frame.columns if c != target]
     _check_feature_choice(frame, features, target, source, chosen=spec.features is not None)
     if spec.dropna:
-        frame = drop_incomplete_rows(frame, [*features, target], source)
+        frame = drop_incomplete_rows(frame, features, source, target, family.labelled)
     x = numeric_columns(frame, features, source)
-    y = numeric_columns(frame, [target], source)[:, 0]
-    for values, names in ((x, features), (y[:, None], [target])):
-        _check_magnitude(values, names, source)
-    return Dataset(x, y, [str(f) for f in features], str(target), source)
+    _check_magnitude(x, features, source)
+    if family.labelled:
+        if target not in frame.columns:
+            numeric_columns(frame, [target], source)  # the unknown-column message
+        y, classes = family.encode_labels(frame[target], str(target), source, classes)
+    else:
+        y = numeric_columns(frame, [target], source)[:, 0]
+        _check_magnitude(y[:, None], [target], source)
+        family.check_target(y, str(target), source)
+    return Dataset(x, y, [str(f) for f in features], str(target), source, classes)
 
 
 def _check_feature_choice(
@@ -197,11 +217,17 @@ def _check_magnitude(values: np.ndarray, names: list[str], source: str) -> None:
         )
 
 
-def drop_incomplete_rows(frame: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:
-    """Rows of frame whose used columns are all finite numbers; says how many went."""
+def drop_incomplete_rows(
+    frame: pd.DataFrame, features: list[str], source: str, target: str, labelled: bool = False
+) -> pd.DataFrame:
+    """Rows of frame whose inputs are all finite numbers and whose target is one too (or, a
+    label, present); says how many went."""
+    columns = features if labelled else [*features, target]
     present = [c for c in columns if c in frame.columns]
     numeric = frame[present].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     keep = np.isfinite(numeric).all(axis=1)
+    if labelled and target in frame.columns:
+        keep &= frame[target].notna().to_numpy()
     dropped = int((~keep).sum())
     if dropped:
         warnings.warn(
@@ -270,12 +296,23 @@ def is_unnamed(column: str) -> bool:
 
 
 def read_labelled(
-    path: str | Path, feature_names: list[str], target: str
+    path: str | Path,
+    feature_names: list[str],
+    target: str,
+    family: Family | None = None,
+    classes: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A table's inputs (found by name) and target, as a fitted run needs them to be scored."""
+    """A table's inputs (found by name) and target, as a fitted run needs them to be scored
+    (a labelled target as codes of the run's `classes`)."""
     frame = read_table(path)
     x = numeric_columns(frame, feature_names, str(path), "predict")
+    if family is not None and family.labelled:
+        if target not in frame.columns:
+            numeric_columns(frame, [target], str(path), "predict")  # the unknown-column message
+        return x, family.encode_labels(frame[target], target, str(path), classes)[0]
     y = numeric_columns(frame, [target], str(path), "predict")[:, 0]
+    if family is not None:
+        family.check_target(y, target, str(path))
     return x, y
 
 

@@ -4,8 +4,12 @@ Weight-space convergence statistics are misleading for a BNN: permuting hidden u
 flipping signs under odd activations) leaves the posterior unchanged, so chains in equivalent
 modes disagree on every weight while agreeing on every prediction. Convergence is therefore
 judged in function space, on the network output at fixed probe inputs, and on the parameters no
-permutation moves: the noise sd and the learned weight scales (per layer, per input feature);
-weight R-hat is reported for information only.
+permutation moves: the likelihood's noise parameters (sigma, Student-t's nu; a heteroscedastic
+family's sigma(x) at the probes) and the learned weight scales (per layer, per input feature);
+weight R-hat is reported for information only. "Function values" are what the likelihood family
+calls its location in original units: the mean (of log y for log-normal), a Poisson rate, and
+for classifiers the class probabilities, not the logits: softmax ignores a shift of every
+logit, so chains may disagree on logits while agreeing on every probability.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pmbnn.trace import (
     FUNCTION,
     LAYER_SCALE,
     NOISE,
+    NU,
     SAMPLE_STATS,
     VI_LOSS,
     n_samples,
@@ -90,14 +95,23 @@ def probe_inputs(fitted: FittedBnn) -> tuple[np.ndarray, list[str]]:
 
 
 def function_space_draws(fitted: FittedBnn) -> xr.Dataset:
-    """The judged quantities per (chain, draw): sigma (when learned) and f at the probe inputs
-    in original units, and the learned weight scales (when the prior has them)."""
+    """The judged quantities per (chain, draw): the family's location at the probe inputs in
+    original units (dims probe[, class]), its noise parameters (sigma, nu; sigma(x) per probe
+    when the noise varies), and the learned weight scales (when the prior has them)."""
     x, labels = probe_inputs(fitted)
-    f, sigma = fitted.draws(x)
+    distribution = fitted.distribution(x)
+    location = distribution.location()
     posterior = fitted.posterior
-    variables = {FUNCTION: sample_dataarray(f, posterior, ("probe",), probe=labels)}
-    if fitted.model.fixed_sigma is None:
-        variables[NOISE] = sample_dataarray(sigma, posterior)
+    dims: tuple[str, ...] = ("probe",)
+    coords: dict[str, list] = {"probe": labels}
+    if location.ndim == 3:
+        dims, coords = ("probe", "class"), coords | {"class": list(map(str, fitted.classes or []))}
+    variables = {FUNCTION: sample_dataarray(location, posterior, dims, **coords)}
+    for name, values in distribution.noise().items():
+        per_probe = ("probe",) if values.ndim == 2 else ()
+        variables[name] = sample_dataarray(
+            values, posterior, per_probe, **({"probe": labels} if per_probe else {})
+        )
     variables |= {name: posterior[name] for name in SCALES if name in posterior}
     return xr.Dataset(variables)
 
@@ -128,9 +142,13 @@ def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset, limits: Thresholds) -> li
             ),
         ]
         if NOISE in draws:
+            detail = "max of sigma(x) over the probes" if draws[NOISE].ndim > 2 else "sigma"
             checks.append(
-                _rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], "sigma", limits)
+                _rhat_check("r_hat_sigma", "R-hat, noise sd", draws[NOISE], detail, limits)
             )
+        if NU in draws:
+            label = "R-hat, Student-t degrees of freedom"
+            checks.append(_rhat_check("r_hat_nu", label, draws[NU], "nu", limits))
         if scales := [name for name in SCALES if name in draws]:
             judged = draws[scales]
             detail = "max over " + " and ".join(
@@ -139,7 +157,8 @@ def _mcmc_checks(fitted: FittedBnn, draws: xr.Dataset, limits: Thresholds) -> li
             checks.append(
                 _rhat_check("r_hat_scales", "R-hat, learned weight scales", judged, detail, limits)
             )
-    over = f"{draws.sizes['probe']} probe inputs" + (" and sigma" if NOISE in draws else "")
+    over = f"{draws.sizes['probe']} probe inputs"
+    over += "".join(f", {name}" for name in (NOISE, NU) if name in draws)
     over += "".join(f", {name}" for name in SCALES if name in draws)
     for kind in ("bulk", "tail"):
         value = float(azs.ess(draws, method=kind).to_dataarray().min())
@@ -322,19 +341,28 @@ def _describe(draws: xr.Dataset, mcmc: bool = False) -> list[dict]:
         if draws.sizes["chain"] > 1:
             columns["r_hat"] = azs.rhat(draws)
     rows = []
-    if NOISE in draws:
-        rows.append({"quantity": NOISE} | {k: float(v[NOISE]) for k, v in columns.items()})
-    for i, label in enumerate(draws["probe"].values):
-        rows.append(
-            {"quantity": f"f({label})"} | {k: float(v[FUNCTION][i]) for k, v in columns.items()}
-        )
-    for name in (name for name in SCALES if name in draws):
-        for i, label in enumerate(draws[name][draws[name].dims[-1]].values):
+    for name in [n for n in (NOISE, NU, FUNCTION, *SCALES) if n in draws]:
+        values = draws[name]
+        element_dims = [dim for dim in values.dims if dim not in ("chain", "draw")]
+        labels = [values[dim].values for dim in element_dims]
+        for index in np.ndindex(*values.shape[2:]):
             rows.append(
-                {"quantity": f"{name}[{label}]"}
-                | {k: float(v[name][i]) for k, v in columns.items()}
+                {
+                    "quantity": _quantity(
+                        name, [str(lab[i]) for lab, i in zip(labels, index, strict=True)]
+                    )
+                }
+                | {k: float(v[name].values[index]) for k, v in columns.items()}
             )
     return rows
+
+
+def _quantity(name: str, labels: list[str]) -> str:
+    """f(train[3]), f(train[3])[b], sigma(test[1]), nu, layer_scale[0]."""
+    if name == FUNCTION or (name == NOISE and labels):
+        head = f"{name}({labels[0]})" if labels else name
+        return head + "".join(f"[{label}]" for label in labels[1:])
+    return name + "".join(f"[{label}]" for label in labels)
 
 
 def _probe_records(fitted: FittedBnn) -> list[dict]:

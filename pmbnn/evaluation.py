@@ -7,7 +7,7 @@ them can be compared.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,29 +15,45 @@ import pandas as pd
 from pmbnn.errors import PmbnnError
 from pmbnn.fitted import FittedBnn
 
-INTERVAL = 0.9  # the central predictive interval whose coverage is reported
-
 
 @dataclass(frozen=True)
 class Scores:
-    """Scores of the predictive distribution on n rows, in the target's original units.
+    """Scores of the predictive distribution on n rows, in the target's original units; each
+    family reports those that apply to it (the others are None).
 
     Attributes
     ----------
     n : int
         Rows scored.
-    rmse : float
-        Root mean squared error of the predictive mean.
     lpd : float
         Mean log predictive density per row (higher is better; the UCI papers' "test LL").
-    coverage_90 : float
-        Fraction of rows whose target lies in the central 90% predictive interval.
+    rmse : float or None
+        Root mean squared error of the predictive mean (continuous and count targets).
+    coverage_90 : float or None
+        Fraction of rows whose target lies in the central 90% predictive interval (likewise;
+        for counts the interval's bounds are counts, so it covers at least 90% by design).
+    deviance : float or None
+        Mean Poisson deviance of the predictive mean (poisson).
+    accuracy, log_loss, brier, ece : float or None
+        Classifiers: accuracy of the most probable label, -lpd, the Brier score (scikit-learn's
+        convention), the expected calibration error (10 equal-width confidence bins).
     """
 
     n: int
-    rmse: float
     lpd: float
-    coverage_90: float
+    rmse: float | None = None
+    coverage_90: float | None = None
+    deviance: float | None = None
+    accuracy: float | None = None
+    log_loss: float | None = None
+    brier: float | None = None
+    ece: float | None = None
+
+    def to_dict(self) -> dict[str, float]:
+        """The scores that apply (n left out), in the order of the fields."""
+        return {
+            name: value for name, value in asdict(self).items() if name != "n" and value is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -52,11 +68,8 @@ class Metrics:
         flat: dict = {"n_train": self.train.n, "n_test": self.test.n if self.test else 0}
         for prefix, scores in (("train", self.train), ("test", self.test)):
             if scores is not None:
-                flat |= {f"{prefix}_{key}": getattr(scores, key) for key in _SCORE_KEYS}
+                flat |= {f"{prefix}_{key}": value for key, value in scores.to_dict().items()}
         return flat
-
-
-_SCORE_KEYS = ("rmse", "lpd", "coverage_90")
 
 
 def evaluate(fitted: FittedBnn, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> Scores:
@@ -70,12 +83,14 @@ def evaluate(fitted: FittedBnn, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> 
         The inputs: a DataFrame's columns are found by name; an array's are the fitted
         features in order.
     y : ndarray
-        The targets, in original units.
+        The targets, in original units (class codes for a classifier).
 
     Returns
     -------
     Scores
-        RMSE, mean log predictive density and 90% interval coverage on these rows.
+        The family's metrics: mean log predictive density always; RMSE and 90% interval
+        coverage for continuous and count targets; accuracy, log loss, Brier score and ECE
+        for classifiers.
 
     Raises
     ------
@@ -83,16 +98,10 @@ def evaluate(fitted: FittedBnn, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> 
         When the inputs do not fit the run, or a score is not finite (never reported).
     """
     y = np.asarray(y, dtype=float)
-    tail = (1 - INTERVAL) / 2
-    prediction = fitted.predict(x, levels=(tail, 1 - tail))
-    lower, upper = prediction.quantiles[tail], prediction.quantiles[1 - tail]
-    scores = Scores(
-        n=len(y),
-        rmse=float(np.sqrt(np.mean((prediction.mean - y) ** 2))),
-        lpd=float(fitted.log_predictive_density(x, y).mean()),
-        coverage_90=float(np.mean((y >= lower) & (y <= upper))),
-    )
-    broken = [key for key in _SCORE_KEYS if not np.isfinite(getattr(scores, key))]
+    fitted.input_matrix(x)  # a bad input is named before any draw is computed
+    scores = Scores(n=len(y), **fitted.distribution(x).scores(y))
+    values = scores.to_dict()
+    broken = [key for key, value in values.items() if not np.isfinite(value)]
     if broken:
         raise PmbnnError(
             f"the {broken[0]} is not finite: inference diverged on this data; check its scale, "

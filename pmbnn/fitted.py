@@ -14,24 +14,21 @@ from xarray import DataTree
 
 from pmbnn.data import Standardizer, numeric_columns
 from pmbnn.errors import PmbnnError
-from pmbnn.mixture import log_predictive_density
+from pmbnn.families import ClassPrediction, Family, Prediction, PredictiveDraws, family_of
+from pmbnn.families.base import lpd
 from pmbnn.model import BnnModel, build_model
-from pmbnn.predict import (
-    DEFAULT_LEVELS,
-    NetworkFunction,
-    Prediction,
-    noise_draws,
-    summarize,
-)
+from pmbnn.predict import DEFAULT_LEVELS, NetworkFunction
 from pmbnn.spec import Spec
 from pmbnn.trace import (
     CONSTANT_DATA,
+    FUNCTION,
     INPUTS,
     OBSERVED,
     OBSERVED_DATA,
     POSTERIOR,
     TEST_DATA,
     group,
+    sample_dataarray,
 )
 
 
@@ -43,6 +40,8 @@ class FittedBnn:
     spec, trace, scaler, feature_names, target, meta
         What a run holds: the resolved spec, the DataTree of draws and data, the standardization
         of the training rows, the input columns in order, the target's name, and metadata.
+    classes
+        A labelled target's labels in code order (bernoulli, categorical); None otherwise.
     model, network
         The PyMC model the trace came from and its compiled forward pass, when the caller
         already has them (a fit that just built them); built from the trace when needed if not.
@@ -57,6 +56,7 @@ class FittedBnn:
         target: str,
         meta: dict | None = None,
         *,
+        classes: list | None = None,
         model: BnnModel | None = None,
         network: NetworkFunction | None = None,
     ):
@@ -66,6 +66,8 @@ class FittedBnn:
         self.feature_names = list(feature_names)
         self.target = target
         self.meta = dict(meta or {})
+        self.classes = None if classes is None else list(classes)
+        self.family: Family = family_of(spec.likelihood)
         self._model = model
         self._network = network
 
@@ -79,12 +81,20 @@ class FittedBnn:
         if self._model is None:
             x = group(self.trace, CONSTANT_DATA)[INPUTS].values
             y = group(self.trace, OBSERVED_DATA)[OBSERVED].values
-            self._model = build_model(self.spec, x, y, self.feature_names)
+            self._model = build_model(self.spec, x, y, self.feature_names, classes=self.classes)
         return self._model
 
     def with_trace(self, trace: DataTree) -> FittedBnn:
         """The same fit with other draws (its model and forward pass built anew from them)."""
-        return FittedBnn(self.spec, trace, self.scaler, self.feature_names, self.target, self.meta)
+        return FittedBnn(
+            self.spec,
+            trace,
+            self.scaler,
+            self.feature_names,
+            self.target,
+            self.meta,
+            classes=self.classes,
+        )
 
     def release_model(self) -> None:
         """Forget the model handed over at construction (it is rebuilt from the trace when
@@ -128,23 +138,28 @@ class FittedBnn:
             raise PmbnnError(f"x has a missing or infinite value in row {row}; fill it or drop it")
         return array
 
-    def draws(self, x: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(f per draw and input, sigma per draw), both in the target's original units."""
-        f_scaled = self.network(self.posterior, self.scaler.x(self.input_matrix(x)))
-        sigma_scaled = noise_draws(self.posterior, self.model.fixed_sigma)
-        scale = self.scaler.y_scale
-        return f_scaled * scale + self.scaler.y_mean, sigma_scaled * scale
+    def distribution(self, x: pd.DataFrame | np.ndarray) -> PredictiveDraws:
+        """The target's conditional distribution for every posterior draw and row of x, in
+        the target's original units: what every prediction, score and check is computed from."""
+        outputs = self.network(self.posterior, self.scaler.x(self.input_matrix(x)))
+        return self.family.draws(
+            outputs, self.posterior, self.scaler.y_mean, self.scaler.y_scale, self.classes
+        )
+
+    def network_draws(self, draws: PredictiveDraws) -> xr.DataArray:
+        """The network's outputs per draw as a DataArray (chain, draw, obs[, output])."""
+        return sample_dataarray(
+            draws.network, self.posterior, draws.network_dims, **draws.network_coords
+        ).rename(FUNCTION)
 
     def predict(
         self, x: pd.DataFrame | np.ndarray, levels: tuple[float, ...] = DEFAULT_LEVELS
-    ) -> Prediction:
-        """Predictive mean, sds and interval bounds for each row of x (see `input_matrix`)."""
-        f, sigma = self.draws(x)
-        prediction = summarize(f, sigma, self.posterior, levels)
-        summaries = np.column_stack(
-            [prediction.mean, prediction.sd_total, *prediction.quantiles.values()]
-        )
-        finite = np.isfinite(summaries).all(axis=1)
+    ) -> Prediction | ClassPrediction:
+        """The predictive summaries of each row of x (see `input_matrix`): mean, sds and
+        interval bounds, or class probabilities and entropies for a classifier."""
+        draws = self.distribution(x)
+        prediction = draws.summarize(levels, self.network_draws(draws))
+        finite = prediction.finite_rows()
         if not finite.all():
             row = int(np.argmin(finite))
             distance = np.abs(self.scaler.x(self.input_matrix(x)[row])).max()
@@ -156,15 +171,15 @@ class FittedBnn:
         return prediction
 
     def log_predictive_density(self, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Pointwise log p(y | x, data) in original units, averaged over draws."""
-        f, sigma = self.draws(x)
-        return log_predictive_density(f, sigma, np.asarray(y, dtype=float))
+        """Pointwise log p(y | x, data) in original units (class codes for a classifier),
+        averaged over draws."""
+        return lpd(self.distribution(x).log_density(np.asarray(y, dtype=float)))
 
     def training_data(self) -> tuple[np.ndarray, np.ndarray]:
         """The rows the model was fitted on, in original units."""
         x = group(self.trace, CONSTANT_DATA)[INPUTS].values
-        y = group(self.trace, OBSERVED_DATA)[OBSERVED].values
-        return self.scaler.x_original(x), self.scaler.y_original(y)
+        y = group(self.trace, OBSERVED_DATA)[OBSERVED].values.astype(float)
+        return self.scaler.x_original(x), self.family.untransform(self.scaler.y_original(y))
 
     def test_data(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The held-out rows stored with the run (original units), or None if there were none."""

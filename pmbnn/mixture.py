@@ -1,5 +1,8 @@
 """The posterior predictive as a mixture: mean_s Normal(f_s(x), sigma_s^2) for each input.
 
+sigma_s is one value per draw (homoscedastic noise), or one per draw and input (a
+heteroscedastic family's sigma_s(x)); every function here takes either.
+
 Its quantiles have no closed form; they are solved exactly (to floating point, no sampling
 noise) by a compiled kernel, so interval bounds cost less than the forward pass that produced
 the draws: one fused pass over the draws per step, blocks of inputs on every core, with no
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -29,7 +33,8 @@ BLOCK_INPUTS = 2048
 def mixture_quantiles(
     loc: np.ndarray, scale: np.ndarray, levels: tuple[float, ...]
 ) -> list[np.ndarray]:
-    """Quantiles of mean_s Normal(loc[s, n], scale[s]^2) for each input n, one array per level.
+    """Quantiles of mean_s Normal(loc[s, n], scale[s]^2) for each input n, one array per level
+    (scale: shape (draws,), or (draws, inputs) for a noise sd per input).
 
     Halley's method on the mixture CDF (its density and the density's slope come from the same
     pass as the CDF) from the moment-matched Normal quantile, kept inside a shrinking bracket (a
@@ -39,14 +44,18 @@ def mixture_quantiles(
     floating point, so a reloaded run predicts the same numbers.
     """
     loc = np.asarray(loc, dtype=np.float64)
-    scale = np.ascontiguousarray(scale, dtype=np.float64)
+    scale = np.asarray(scale, dtype=np.float64)
     start_z = np.array([ndtri(level) for level in levels], dtype=np.float64)
     level_array = np.array(levels, dtype=np.float64)
     out = np.empty((len(levels), loc.shape[1]))
 
     def solve(start: int) -> None:
         rows = np.ascontiguousarray(loc[:, start : start + BLOCK_INPUTS].T)
-        _solve_quantiles(rows, scale, level_array, start_z, out[:, start : start + len(rows)])
+        if scale.ndim == 2:
+            scales = np.ascontiguousarray(scale[:, start : start + BLOCK_INPUTS].T)
+        else:  # the same sds for every input: a read-only view, no copy
+            scales = np.broadcast_to(scale, rows.shape)
+        _solve_quantiles(rows, scales, level_array, start_z, out[:, start : start + len(rows)])
 
     starts = range(0, loc.shape[1], BLOCK_INPUTS)
     # Plain threads over blocks (the kernel releases the GIL): unlike numba's parallel loops
@@ -64,25 +73,28 @@ def _cores() -> int:
 def _solve_quantiles(
     rows: np.ndarray, scale: np.ndarray, levels: np.ndarray, start_z: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled; tested through mixture_quantiles
-    n_draws = scale.shape[0]
-    inv_scale = 1.0 / scale
-    mean_noise_var = np.mean(scale**2)
+    n_draws = rows.shape[1]
+    inv_scale = np.empty(n_draws)
     inv_sqrt2 = 1.0 / math.sqrt(2.0)
     inv_sqrt2pi = 1.0 / math.sqrt(2.0 * math.pi)
     for n in range(rows.shape[0]):
         row = rows[n]
         mean = 0.0
+        noise_var = 0.0
         low0 = math.inf
         high0 = -math.inf
         for s in range(n_draws):
+            sd_s = scale[n, s]
+            inv_scale[s] = 1.0 / sd_s
             mean += row[s]
-            low0 = min(low0, row[s] - BRACKET_SDS * scale[s])
-            high0 = max(high0, row[s] + BRACKET_SDS * scale[s])
+            noise_var += sd_s * sd_s
+            low0 = min(low0, row[s] - BRACKET_SDS * sd_s)
+            high0 = max(high0, row[s] + BRACKET_SDS * sd_s)
         mean /= n_draws
         spread = 0.0
         for s in range(n_draws):
             spread += (row[s] - mean) ** 2
-        sd = math.sqrt(spread / n_draws + mean_noise_var)
+        sd = math.sqrt((spread + noise_var) / n_draws)
         for k in range(levels.shape[0]):
             low, high = low0, high0
             q = min(max(mean + start_z[k] * sd, low), high)
@@ -118,10 +130,17 @@ def _solve_quantiles(
             out[k, n] = q
 
 
+def per_input(noise_sd: np.ndarray) -> np.ndarray:
+    """A noise sd per draw as a (draws, 1) column, one per draw and input as it is."""
+    noise_sd = np.asarray(noise_sd, dtype=float)
+    return noise_sd[:, None] if noise_sd.ndim == 1 else noise_sd
+
+
 def pointwise_log_likelihood(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
     """log Normal(y_n | f_s(x_n), sigma_s^2), shape (draws, n)."""
-    z = (y[None, :] - f) / noise_sd[:, None]
-    return -0.5 * z**2 - np.log(noise_sd)[:, None] - 0.5 * np.log(2.0 * np.pi)
+    noise_sd = per_input(noise_sd)
+    z = (y[None, :] - f) / noise_sd
+    return -0.5 * z**2 - np.log(noise_sd) - 0.5 * np.log(2.0 * np.pi)
 
 
 def log_predictive_density(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -131,4 +150,43 @@ def log_predictive_density(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -
 
 def predictive_cdf(f: np.ndarray, noise_sd: np.ndarray, y: np.ndarray) -> np.ndarray:
     """P(Y_n <= y_n) under the predictive mixture: the PIT value of each observation."""
-    return ndtr((y[None, :] - f) / noise_sd[:, None]).mean(axis=0)
+    return ndtr((y[None, :] - f) / per_input(noise_sd)).mean(axis=0)
+
+
+def bracketed_quantiles(
+    cdf: Callable[[np.ndarray, slice], np.ndarray],
+    pdf: Callable[[np.ndarray, slice], np.ndarray],
+    component_quantile: Callable[[float, slice], np.ndarray],
+    n_inputs: int,
+    levels: tuple[float, ...],
+    tolerance: float,
+) -> list[np.ndarray]:
+    """Quantiles of a mixture of any continuous components, for a family without a kernel.
+
+    `cdf(q, rows)` and `pdf(q, rows)` give the mixture's CDF and density at q (one value per
+    input of the block `rows`); `component_quantile(level, rows)` each component's quantile,
+    (draws, inputs). The mixture's quantile lies between the smallest and the largest of its
+    components' (every component CDF is below the level at the first, above at the second);
+    Newton's method inside that shrinking bracket, bisecting where a step leaves it, stops
+    when every step is below `tolerance`: exact to floating point, no sampling noise.
+    """
+    out = [np.empty(n_inputs) for _ in levels]
+    for start in range(0, n_inputs, BLOCK_INPUTS):
+        rows = slice(start, min(start + BLOCK_INPUTS, n_inputs))
+        for k, level in enumerate(levels):
+            components = component_quantile(level, rows)
+            low, high = components.min(axis=0), components.max(axis=0)
+            q = 0.5 * (low + high)
+            for _ in range(MAX_QUANTILE_STEPS):
+                excess = cdf(q, rows) - level
+                low, high = np.where(excess < 0, q, low), np.where(excess < 0, high, q)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    proposal = q - excess / pdf(q, rows)
+                inside = (proposal > low) & (proposal < high)
+                proposal = np.where(inside, proposal, 0.5 * (low + high))
+                done = np.abs(proposal - q) <= tolerance
+                q = proposal
+                if done.all():
+                    break
+            out[k][rows] = q
+    return out

@@ -2,7 +2,9 @@
 
 Layers are named ``w_0, b_0, ..., w_out, b_out`` with dims ``feature -> unit_0 -> ... -> unit_k``.
 The network output ``f`` is a plain PyTensor expression, not a Deterministic, so traces hold
-parameters only; prediction vectorises the same expression over posterior draws.
+parameters only; prediction vectorises the same expression over posterior draws. The likelihood
+family (families/) says how many outputs the network has (more than one: ``w_out`` and
+``b_out`` gain the dim ``output``) and adds the observed variable.
 
 With a learned weight scale (``[prior] kind = "hierarchical"`` or ``"ard"``) the free variables
 are standard normal draws ``w_0_z`` and the scales (``layer_scale``, dim ``layer``;
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -21,14 +24,13 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.tensor.variable import TensorVariable
 
+from pmbnn.families import Family, family_of
 from pmbnn.spec import PriorSpec, Spec
 from pmbnn.trace import (
     FEATURE_SCALE,
     FUNCTION,
     INPUTS,
     LAYER_SCALE,
-    NOISE,
-    OBSERVED,
     STANDARD_SUFFIX,
     TARGET_DATA,
 )
@@ -52,11 +54,12 @@ class BnnModel:
     """A built PyMC model plus the handles that prediction needs."""
 
     model: pm.Model
-    output: TensorVariable  # network output f(X), shape (obs,)
+    output: TensorVariable  # network output f(X), shape (obs,) or (obs, output)
     inputs: SharedVariable  # the pm.Data holding X
     weight_names: tuple[str, ...]
-    fixed_sigma: float | None  # None when the noise sd is learned
+    family: Family
     spec: Spec
+    classes: list | None = None  # a labelled target's labels, in code order
     batch_size: int | None = None  # rows per likelihood evaluation; None: every row
 
 
@@ -77,24 +80,30 @@ def scaled_layers(hidden: list[int], prior: PriorSpec) -> list[str]:
     return layers[1:] if prior.kind == "ard" else layers
 
 
-def parameter_shapes(spec: Spec, n_features: int) -> dict[str, tuple[int, ...]]:
+def parameter_shapes(
+    spec: Spec, n_features: int, classes: list | None = None
+) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every variable a posterior of the spec's model holds: the weights and
-    biases, the noise sd, and with a learned scale the scales and standard-normal weights."""
+    biases, the likelihood's own (noise sd, ...), and with a learned scale the scales and
+    standard-normal weights."""
+    family = family_of(spec.likelihood)
+    n_outputs = family.n_outputs(classes)
+    outputs = () if n_outputs == 1 else (n_outputs,)
     widths = [n_features, *spec.network.hidden]
     shapes: dict[str, tuple[int, ...]] = {}
     for layer, (w_name, b_name) in enumerate(layer_names(spec.network.hidden)):
         is_output = layer == len(spec.network.hidden)
-        shapes[w_name] = (widths[layer],) if is_output else (widths[layer], widths[layer + 1])
-        shapes[b_name] = () if is_output else (widths[layer + 1],)
+        shapes[w_name] = (
+            (widths[layer], *outputs) if is_output else (widths[layer], widths[layer + 1])
+        )
+        shapes[b_name] = outputs if is_output else (widths[layer + 1],)
         if spec.prior.learned and not spec.prior.centred:
             shapes[w_name + STANDARD_SUFFIX] = shapes[w_name]
     if layers := scaled_layers(spec.network.hidden, spec.prior):
         shapes[LAYER_SCALE] = (len(layers),)
     if spec.prior.kind == "ard":
         shapes[FEATURE_SCALE] = (n_features,)
-    if spec.likelihood.learned_noise:
-        shapes[NOISE] = ()
-    return shapes
+    return shapes | family.parameter_shapes()
 
 
 def build_model(
@@ -103,8 +112,10 @@ def build_model(
     y: np.ndarray,
     feature_names: list[str],
     batch_size: int | None = None,
+    classes: list | None = None,
 ) -> BnnModel:
-    """The BNN of `spec` on (already scaled) inputs x and targets y.
+    """The BNN of `spec` on (already scaled) inputs x and targets y (class codes, with the
+    labels in `classes`, for a labelled family).
 
     With `batch_size`, the likelihood sees a fresh random minibatch of that many rows at each
     evaluation, scaled up to all rows (``total_size``): an unbiased, stochastic log density
@@ -120,10 +131,16 @@ def build_model(
     names = layer_names(hidden)
     if layers := scaled_layers(hidden, prior):
         coords["layer"] = layers
+    family = family_of(spec.likelihood)
+    n_outputs = family.n_outputs(classes)
+    out_dims: tuple[str, ...] = ()
+    if n_outputs > 1:
+        coords["output"] = family.output_names(classes)
+        out_dims = ("output",)
 
     with pm.Model(coords=coords) as model:
         inputs = pm.Data(INPUTS, x, dims=("obs", "feature"))
-        targets = pm.Data(TARGET_DATA, y, dims="obs")
+        targets = pm.Data(TARGET_DATA, family.model_values(y), dims="obs")
         if batch_size is None:
             h, observed = inputs, targets
         else:
@@ -132,10 +149,12 @@ def build_model(
         scales = _weight_scales(prior, len(names))
         for layer, (w_name, b_name) in enumerate(names):
             is_output = layer == len(hidden)
-            w_dims = (in_dim,) if is_output else (in_dim, unit_dims[layer])
+            w_dims = (in_dim, *out_dims) if is_output else (in_dim, unit_dims[layer])
             w_sd = scales[layer] / np.sqrt(fan_in) if prior.fan_in else scales[layer]
-            if prior.kind == "ard" and layer == 0 and not is_output:
+            if prior.kind == "ard" and layer == 0 and len(w_dims) == 2:
                 w_sd = w_sd[:, None]  # one scale per input: a row of w_0 each
+            if is_output and (heads := family.head_scales()):
+                w_sd = _with_fixed_heads(w_sd, heads, fan_in, n_outputs, prior.fan_in)
             # initval="prior": each chain (and ADVI) starts from its own prior draw, which breaks
             # the hidden-unit symmetry that an all-zero start would leave in place.
             if prior.learned and not prior.centred:  # the scale and z independent a priori
@@ -147,7 +166,7 @@ def build_model(
                 b_name,
                 0.0,
                 prior.bias_scale,
-                dims=() if is_output else unit_dims[layer],
+                dims=out_dims if is_output else unit_dims[layer],
                 initval="prior",
             )
             h = h @ w + b
@@ -156,26 +175,37 @@ def build_model(
                 in_dim, fan_in = unit_dims[layer], hidden[layer]
         output = h
         output.name = FUNCTION
-        if spec.likelihood.learned_noise:
-            sigma = pm.HalfNormal(NOISE, spec.likelihood.sigma_prior_scale)
-        else:
-            sigma = spec.likelihood.sigma
         if batch_size is None:
-            pm.Normal(
-                OBSERVED, mu=output, sigma=sigma, observed=targets, dims="obs", shape=h.shape[0]
-            )
+            family.likelihood(output, targets, dims="obs", shape=h.shape[0])
         else:
-            pm.Normal(OBSERVED, mu=output, sigma=sigma, observed=observed, total_size=len(y))
+            family.likelihood(output, observed, total_size=len(y))
 
     return BnnModel(
         model=model,
         output=output,
         inputs=inputs,
         weight_names=tuple(name for pair in names for name in pair),
-        fixed_sigma=spec.likelihood.sigma,
+        family=family,
         spec=spec,
+        classes=classes,
         batch_size=batch_size,
     )
+
+
+def _with_fixed_heads(
+    w_sd: Any, heads: dict[int, float], fan_in: int, n_outputs: int, by_fan_in: bool
+) -> TensorVariable:
+    """The output layer's (fan-in, outputs) weight sds: the layer's in most columns, a fixed
+    scale in the columns a family gives its own (a noise head's)."""
+    base = pt.as_tensor(w_sd)
+    base = base[:, 0] if base.ndim == 2 else base
+    columns = [
+        pt.full((fan_in,), heads[c] / np.sqrt(fan_in) if by_fan_in else heads[c])
+        if c in heads
+        else pt.ones(fan_in) * base
+        for c in range(n_outputs)
+    ]
+    return pt.stack(columns, axis=1)
 
 
 def _weight_scales(prior: PriorSpec, n_layers: int) -> list:
@@ -202,4 +232,4 @@ def minibatch_model(bnn: BnnModel, batch_size: int) -> BnnModel:
     """
     feature_names = list(bnn.model.coords["feature"])
     x, y = bnn.inputs.get_value(), bnn.model[TARGET_DATA].get_value()
-    return build_model(bnn.spec, x, y, feature_names, batch_size=batch_size)
+    return build_model(bnn.spec, x, y, feature_names, batch_size=batch_size, classes=bnn.classes)

@@ -18,11 +18,11 @@ from xarray import DataTree
 from pmbnn.data import Dataset, Standardizer, constant_features, load_split
 from pmbnn.errors import DataWarning
 from pmbnn.evaluation import Metrics, evaluate
+from pmbnn.families import family_of
 from pmbnn.fitted import FittedBnn
 from pmbnn.inference import CompiledInference
 from pmbnn.inference.device import DeviceChoice, on_device
 from pmbnn.inference.samplers import SamplerChoice
-from pmbnn.mixture import pointwise_log_likelihood
 from pmbnn.model import BnnModel, build_model
 from pmbnn.predict import NetworkFunction
 from pmbnn.spec import Spec
@@ -67,7 +67,7 @@ def fit(spec: Spec, progress: bool = False) -> tuple[FittedBnn, Metrics]:
         partial result).
     """
     clock = time.perf_counter()
-    data, train, test = load_split(spec.data, spec.inference.seed)
+    data, train, test = load_split(spec.data, spec.inference.seed, family_of(spec.likelihood))
     return fit_split(spec, data, train, test, progress, {"data_s": time.perf_counter() - clock})
 
 
@@ -97,11 +97,13 @@ def fit_split(
             DataWarning,
             stacklevel=2,
         )
-    scaler = Standardizer.fit(data.x[train], data.y[train], spec.data.standardize)
+    family = family_of(spec.likelihood)
+    y_train = family.transform(data.y[train])
+    scaler = Standardizer.fit(data.x[train], y_train, spec.data.standardize, family.continuous)
 
     clock = time.perf_counter()
     refitter = refitter or Refitter()
-    bnn, inference = refitter.model(spec, scaler.x(data.x[train]), scaler.y(data.y[train]), data)
+    bnn, inference = refitter.model(spec, scaler.x(data.x[train]), scaler.y(y_train), data)
     # Timed once per model (a refitter's splits share it); the run names the device that ran.
     refitter.device = refitter.device or DeviceChoice.for_setting(spec.inference, bnn)
     device = refitter.device
@@ -111,7 +113,14 @@ def fit_split(
     timings["inference_s"] = time.perf_counter() - clock
 
     fitted = FittedBnn(
-        spec, trace, scaler, data.feature_names, data.target, model=bnn, network=refitter.network
+        spec,
+        trace,
+        scaler,
+        data.feature_names,
+        data.target,
+        classes=data.classes,
+        model=bnn,
+        network=refitter.network,
     )
     clock = time.perf_counter()
     train_scores = evaluate(fitted, data.x[train], data.y[train])
@@ -148,11 +157,12 @@ class Refitter:
         self, spec: Spec, x: np.ndarray, y: np.ndarray, data: Dataset
     ) -> tuple[BnnModel, CompiledInference]:
         if self.bnn is None or self.inference is None:
-            self.bnn = build_model(spec, x, y, data.feature_names)
+            self.bnn = build_model(spec, x, y, data.feature_names, classes=data.classes)
             self.inference = CompiledInference(self.bnn)
         else:
             coords = {"obs": np.arange(len(y)), "feature": data.feature_names}
-            pm.set_data({INPUTS: x, TARGET_DATA: y}, model=self.bnn.model, coords=coords)
+            values = {INPUTS: x, TARGET_DATA: self.bnn.family.model_values(y)}
+            pm.set_data(values, model=self.bnn.model, coords=coords)
         return self.bnn, self.inference
 
 
@@ -173,8 +183,7 @@ def attach_evaluation_data(fitted: FittedBnn, x_test: np.ndarray, y_test: np.nda
     x_train, y_train = fitted.training_data()
     if n_samples(posterior) * len(y_train) > MAX_LOG_LIKELIHOOD_VALUES:
         return
-    f, sigma = fitted.draws(x_train)
-    log_lik = pointwise_log_likelihood(f, sigma, y_train)
+    log_lik = fitted.distribution(x_train).log_density(y_train)
     fitted.trace[LOG_LIKELIHOOD] = DataTree(
         xr.Dataset({OBSERVED: sample_dataarray(log_lik, posterior, ("obs",))})
     )
@@ -197,6 +206,7 @@ def run_meta(
         "versions": {"python": python_version()} | {p: version(p) for p in packages},
         "seed": spec.inference.seed,
         "method": spec.inference.method,
+        "family": spec.likelihood.family,
         "data": {
             "source": data.source,
             "fingerprint_sha256": data.fingerprint,

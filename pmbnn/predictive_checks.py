@@ -14,8 +14,13 @@ import numpy as np
 import xarray as xr
 from scipy.stats import binom
 
+from pmbnn.families import ClassPrediction
+from pmbnn.families.classes import (
+    CALIBRATION_BINS,
+    expected_calibration_error,
+    reliability_bins,
+)
 from pmbnn.fitted import FittedBnn
-from pmbnn.mixture import mixture_quantiles, predictive_cdf
 from pmbnn.trace import LOG_LIKELIHOOD, OBSERVED, OBSERVED_DATA, sample_dataarray
 from pmbnn.vi_quality import has_approximation, importance_densities
 
@@ -65,48 +70,92 @@ class Calibration:
 
 def calibration(
     fitted: FittedBnn, held_out: tuple[np.ndarray, np.ndarray, str] | None = None
-) -> Calibration | None:
-    """Coverage, PIT and residuals on held-out rows: `held_out` (inputs, targets, where they
-    came from), else the run's stored test split; None when there are none."""
+) -> Calibration | ClassCalibration | None:
+    """Calibration on held-out rows: `held_out` (inputs, targets, where they came from), else
+    the run's stored test split; None when there are none. Interval coverage, PIT and residuals
+    for continuous and count targets; a reliability table, ECE and confusion matrix for
+    classifiers."""
     if held_out is None:
         stored = fitted.test_data()
         if stored is None:
             return None
         held_out = (*stored, "test")
     x, y, split = held_out
-    f, sigma = fitted.draws(x)
+    distribution = fitted.distribution(x)
+    if fitted.family.labelled:
+        return _class_calibration(distribution.summarize(), y, split)
     tails = [(1 - level) / 2 for level in COVERAGE_LEVELS]
-    bounds = mixture_quantiles(f, sigma, tuple(tails + [1 - t for t in tails]))
+    prediction = distribution.summarize(tuple(tails + [1 - t for t in tails]))
+    bounds = list(prediction.quantiles.values())
     n_levels = len(COVERAGE_LEVELS)
     coverage = np.array(
         [np.mean((y >= bounds[i]) & (y <= bounds[i + n_levels])) for i in range(n_levels)]
     )
     levels = np.array(COVERAGE_LEVELS)
-    mean = f.mean(axis=0)
-    var_epistemic = f.var(axis=0)
+    pit = distribution.cdf(y)
+    assert pit is not None  # every family with interval bounds has a PIT
     return Calibration(
         split=split,
         levels=levels,
         coverage=coverage,
         expected_low=binom.ppf(0.025, len(y), levels) / len(y),
         expected_high=binom.ppf(0.975, len(y), levels) / len(y),
-        pit=predictive_cdf(f, sigma, y),
-        residual=y - mean,
-        sd_total=np.sqrt(var_epistemic + np.mean(sigma**2)),
-        sd_epistemic=np.sqrt(var_epistemic),
+        pit=pit,
+        residual=y - prediction.mean,
+        sd_total=prediction.sd_total,
+        sd_epistemic=prediction.sd_epistemic,
+    )
+
+
+@dataclass(frozen=True)
+class ClassCalibration:
+    """Held-out calibration of a classifier: do its probabilities mean what they say?"""
+
+    split: str
+    classes: list
+    reliability: list[dict]  # per confidence bin: confidence, accuracy, rows
+    ece: float  # expected calibration error over those bins
+    confusion: np.ndarray  # (true class, predicted class) row counts
+    accuracy: float
+
+    def to_dict(self) -> dict:
+        return {
+            "split": self.split,
+            "n": int(self.confusion.sum()),
+            "accuracy": self.accuracy,
+            "ece": self.ece,
+            "ece_bins": CALIBRATION_BINS,
+            "reliability": self.reliability,
+            "classes": [str(c) for c in self.classes],
+            "confusion": self.confusion.tolist(),
+        }
+
+
+def _class_calibration(prediction: ClassPrediction, y: np.ndarray, split: str) -> ClassCalibration:
+    codes = np.asarray(y, dtype=np.int64)
+    predicted = np.argmax(prediction.probabilities, axis=1)
+    k = len(prediction.classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (codes, predicted), 1)
+    return ClassCalibration(
+        split=split,
+        classes=prediction.classes,
+        reliability=reliability_bins(prediction.probabilities, codes),
+        ece=expected_calibration_error(prediction.probabilities, codes),
+        confusion=confusion,
+        accuracy=float(np.mean(predicted == codes)),
     )
 
 
 def posterior_predictive(fitted: FittedBnn, seed: int = PPC_SEED) -> xr.DataTree:
-    """Replicated training targets y_rep ~ Normal(f_s(x), sigma_s^2), beside the observed ones.
+    """Replicated training targets y_rep drawn from each draw's conditional distribution,
+    beside the observed ones (class codes for a classifier).
 
     Returned as a DataTree with ArviZ's ``posterior_predictive`` and ``observed_data`` groups in
     original units, which is what ArviZ's PPC plots read.
     """
     x, y = fitted.training_data()
-    f, sigma = fitted.draws(x)
-    rng = np.random.default_rng(seed)
-    y_rep = f + sigma[:, None] * rng.standard_normal(f.shape)
+    y_rep = fitted.distribution(x).sample(np.random.default_rng(seed))
     return xr.DataTree.from_dict(
         {
             "posterior_predictive": xr.Dataset(

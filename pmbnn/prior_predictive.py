@@ -16,6 +16,7 @@ import xarray as xr
 
 from pmbnn.data import MAX_ABS_VALUE, Dataset, Standardizer, load_split
 from pmbnn.errors import PmbnnError
+from pmbnn.families import family_of
 from pmbnn.model import build_model
 from pmbnn.spec import Spec
 from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, OBSERVED
@@ -27,6 +28,12 @@ STATISTICS = {  # name -> (label, per-draw statistic of a (draws, rows) array)
     "min": ("minimum over the training inputs", lambda v: v.min(axis=-1)),
     "max": ("maximum over the training inputs", lambda v: v.max(axis=-1)),
 }
+
+
+def function_statistic(location: np.ndarray) -> np.ndarray:
+    """The family's location per (draw, row) as the pictures show it: for more than two
+    classes, the probability of the most probable one (how sure the network is)."""
+    return location.max(axis=-1) if location.ndim == 3 else location
 
 
 def draw_statistics(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,9 +114,13 @@ def prior_predictive(spec: Spec, draws: int = PRIOR_DRAWS) -> PriorPredictive:
         per-draw statistics against the observed ones (`summary`), and prior draws of any
         learned scales.
     """
-    data, train, _ = load_split(spec.data, spec.inference.seed)
-    scaler = Standardizer.fit(data.x[train], data.y[train], spec.data.standardize)
-    training = Dataset(data.x[train], data.y[train], data.feature_names, data.target, data.source)
+    family = family_of(spec.likelihood)
+    data, train, _ = load_split(spec.data, spec.inference.seed, family)
+    y = family.transform(data.y[train])
+    scaler = Standardizer.fit(data.x[train], y, spec.data.standardize, family.continuous)
+    training = Dataset(
+        data.x[train], data.y[train], data.feature_names, data.target, data.source, data.classes
+    )
     return prior_predictive_on_rows(spec, training, scaler, draws)
 
 
@@ -130,16 +141,30 @@ def prior_predictive_on_rows(
         grid = np.linspace(low - margin, high + margin, GRID_POINTS)
         x = np.vstack([x, scaler.x(grid[:, None])])
     # The observed values do not enter prior draws; the grid rows only need a placeholder.
-    y = np.concatenate([scaler.y(training.y), np.zeros(len(x) - len(training.y))])
-    bnn = build_model(spec, x, y, training.feature_names)
+    family = family_of(spec.likelihood)
+    y_model = scaler.y(family.transform(training.y))
+    y = np.concatenate([y_model, np.full(len(x) - len(training.y), y_model[0])])
+    bnn = build_model(spec, x, y, training.feature_names, classes=training.classes)
     model = bnn.model
     scale_names = [name for name in (LAYER_SCALE, FEATURE_SCALE) if name in model.named_vars]
-    f_scaled, y_scaled, *scale_draws = pm.draw(
-        [bnn.output, model[OBSERVED], *(model[name] for name in scale_names)],
+    noise_names = [name for name in family.parameter_shapes() if name in model.named_vars]
+    outputs, y_scaled, *other_draws = pm.draw(
+        [bnn.output, model[OBSERVED], *(model[name] for name in [*scale_names, *noise_names])],
         draws=draws,
         random_seed=spec.inference.seed,
     )
-    f, y_rep = scaler.y_original(f_scaled), scaler.y_original(y_scaled)
+    scale_draws = other_draws[: len(scale_names)]
+    # The prior's draws as a one-chain posterior: the family maps them as it maps a fit's.
+    noise = xr.Dataset(
+        {
+            name: (("chain", "draw"), values[None])
+            for name, values in zip(noise_names, other_draws[len(scale_names) :], strict=True)
+        },
+        coords={"chain": [0], "draw": np.arange(draws)},
+    )
+    distribution = family.draws(outputs, noise, scaler.y_mean, scaler.y_scale, training.classes)
+    f = function_statistic(distribution.location())
+    y_rep = family.untransform(scaler.y_original(np.asarray(y_scaled, dtype=float)))
     # Past MAX_ABS_VALUE the per-draw variances overflow (as for data, see data.py).
     if not np.all(np.abs(np.concatenate([f, y_rep])) <= MAX_ABS_VALUE):
         raise PmbnnError(

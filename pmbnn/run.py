@@ -20,6 +20,7 @@ from pmbnn import jsontext
 from pmbnn.data import Standardizer
 from pmbnn.errors import PmbnnError
 from pmbnn.evaluation import Metrics
+from pmbnn.families import family_of
 from pmbnn.files import Destination, OutputKind, write_folder
 from pmbnn.fitted import FittedBnn
 from pmbnn.manifest import MANIFEST, verify
@@ -76,11 +77,15 @@ def save_run(
     Path
         The run folder.
     """
-    meta = fitted.meta | {
-        "feature_names": fitted.feature_names,
-        "target": fitted.target,
-        "standardization": fitted.scaler.to_dict(),
-    }
+    meta = (
+        fitted.meta
+        | {
+            "feature_names": fitted.feature_names,
+            "target": fitted.target,
+            "standardization": fitted.scaler.to_dict(),
+        }
+        | ({"classes": fitted.classes} if fitted.classes is not None else {})
+    )
     texts = {
         "spec.toml": fitted.spec.to_toml(),
         "meta.json": jsontext.dumps(meta),
@@ -178,6 +183,7 @@ def load_run(run_dir: str | Path) -> FittedBnn:
         feature_names=list(meta["feature_names"]),
         target=meta["target"],
         meta=meta,
+        classes=meta.get("classes"),
     )
 
 
@@ -203,6 +209,14 @@ def inconsistency(spec: Spec, meta: dict, trace: xr.DataTree) -> str | None:
         return "meta.json: standardization holds a non-finite or non-positive value"
     if meta.get("method") != spec.inference.method or meta.get("seed") != spec.inference.seed:
         return "spec.toml and meta.json disagree on the inference method or seed"
+    classes = meta.get("classes")
+    if family_of(spec.likelihood).labelled != (classes is not None) or not (
+        classes is None or (isinstance(classes, list) and len(set(map(str, classes))) >= 2)
+    ):
+        return (
+            f"meta.json: classes {classes!r} do not fit family = {spec.likelihood.family!r} "
+            "in spec.toml"
+        )
     for name in (POSTERIOR, CONSTANT_DATA, OBSERVED_DATA):
         if name not in trace.children:
             return f"trace.nc has no {name} group"
@@ -213,7 +227,7 @@ def inconsistency(spec: Spec, meta: dict, trace: xr.DataTree) -> str | None:
     if list(map(str, x["feature"].values)) != names:
         return "trace.nc and meta.json disagree on the feature names"
     posterior = group(trace, POSTERIOR)
-    expected = parameter_shapes(spec, len(names))
+    expected = parameter_shapes(spec, len(names), classes)
     held = sorted(map(str, posterior.data_vars))
     if set(held) != set(expected):
         return f"trace.nc holds variables {held} where spec.toml's network has {sorted(expected)}"

@@ -221,7 +221,9 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         sds, the quantiles at `levels`, and the network's output per posterior draw."""
         check_is_fitted(self, "fitted_")
         x = validate_data(self, X, dtype=np.float64, reset=False)
-        return self.fitted_.predict(x, levels)
+        prediction = self.fitted_.predict(x, levels)
+        assert isinstance(prediction, Prediction)  # a regressor's family is continuous
+        return prediction
 
     def evaluate(self, X: ArrayLike, y: ArrayLike) -> Scores:
         """RMSE, mean log predictive density and 90% interval coverage on (X, y).

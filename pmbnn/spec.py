@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from pmbnn.errors import PmbnnError
+from pmbnn.validation_messages import describe
 
 Activation = Literal["tanh", "relu", "gelu", "softplus", "sigmoid"]
 Method = Literal["advi", "fullrank_advi", "nuts"]
@@ -34,7 +35,8 @@ Sampler = Literal["auto", "pymc", "nutpie", "numpyro", "blackjax"]
 Backend = Literal["auto", "numba", "jax"]
 # Where JAX-compiled fitting runs ("auto": the device with the faster gradient for the model).
 Device = Literal["auto", "cpu", "gpu"]
-BUILTIN_EXAMPLES = ("sine-gap",)
+BUILTIN_EXAMPLES = ("sine-gap", "two-moons", "hetero-sine", "outlier-sine")
+Example = Literal["sine-gap", "two-moons", "hetero-sine", "outlier-sine"]
 # Seeds reach NumPy, PyMC and JAX; JAX and PyMC's samplers take 32-bit unsigned seeds.
 MAX_SEED = 2**32 - 1
 # fixed: one given weight scale; hierarchical: one learned per layer; ard: also one per input.
@@ -129,19 +131,85 @@ class PriorSpec(_Section):
         return self.kind != "fixed"
 
 
+# The likelihood of the target given the network's outputs (pmbnn/families/ knows each one).
+Family = Literal["gaussian", "student_t", "heteroscedastic_gaussian", "lognormal", "poisson",
+                 "bernoulli", "categorical"]  # fmt: skip
+# Families with a noise sd shared by every input (sigma, learned or fixed).
+_SHARED_NOISE = ("gaussian", "student_t", "lognormal")
+# Juarez & Steel (2010): Gamma(2, 0.1) on Student-t's degrees of freedom, mean 20, the prior
+# Stan's developers recommend; it lets the data choose from Cauchy-like tails to near-Normal.
+DEFAULT_NU_PRIOR_RATE = 0.1
+# The log-noise head's weight scale: half the mean head's, so that a priori the noise varies
+# more slowly over the inputs than the mean does.
+DEFAULT_NOISE_HEAD_SCALE = 0.5
+
+
 class LikelihoodSpec(_Section):
-    family: Literal["gaussian"] = "gaussian"
-    sigma_prior_scale: PositiveFloat = 1.0
+    """How the target depends on the network's outputs.
+
+    ``gaussian`` (default): y ~ Normal(f(x), sigma), sigma learned (HalfNormal with
+    ``sigma_prior_scale``, on the standardized target) or fixed (``sigma``). ``student_t``:
+    the same with Student-t noise, its degrees of freedom ``nu`` fixed or learned
+    (Gamma(2, ``nu_prior_rate``)). ``lognormal``: log y ~ Normal(f(x), sigma), for a positive,
+    skewed target (predictions back-transformed exactly). ``heteroscedastic_gaussian``: a
+    second output head g(x) gives the noise sd, sigma(x) = exp(g(x)); its weights have the
+    fixed scale ``noise_head_scale``. ``poisson``: counts, rate exp(f(x)). ``bernoulli``: two
+    classes, P(second label) = sigmoid(f(x)). ``categorical``: K classes, softmax of K outputs.
+    """
+
+    family: Family = "gaussian"
+    sigma_prior_scale: PositiveFloat | None = None  # default 1.0 where sigma is learned
     sigma: PositiveFloat | None = None  # fixed noise sd; when set, sigma_prior_scale is unused
+    nu: PositiveFloat | None = None  # student_t: fixed degrees of freedom (None: learned)
+    nu_prior_rate: PositiveFloat | None = None  # student_t, learned nu (default 0.1)
+    noise_head_scale: PositiveFloat | None = None  # heteroscedastic_gaussian (default 0.5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_family(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        family = data.get("family", "gaussian")
+        defaults: dict[str, Any] = {}
+        if family in _SHARED_NOISE and data.get("sigma") is None:
+            defaults["sigma_prior_scale"] = 1.0
+        if family == "student_t" and data.get("nu") is None:
+            defaults["nu_prior_rate"] = DEFAULT_NU_PRIOR_RATE
+        if family == "heteroscedastic_gaussian":
+            defaults["noise_head_scale"] = DEFAULT_NOISE_HEAD_SCALE
+        given = {k: v for k, v in data.items() if v is not None}
+        # A fixed value makes its prior's key unused (as it always has for sigma).
+        for fixed, prior_key in (("sigma", "sigma_prior_scale"), ("nu", "nu_prior_rate")):
+            if fixed in given:
+                given.pop(prior_key, None)
+        return defaults | given
+
+    @model_validator(mode="after")
+    def _keys_of_the_family(self) -> LikelihoodSpec:
+        allowed = {"family"}
+        if self.family in _SHARED_NOISE:
+            allowed |= {"sigma", "sigma_prior_scale"}
+        if self.family == "student_t":
+            allowed |= {"nu", "nu_prior_rate"}
+        if self.family == "heteroscedastic_gaussian":
+            allowed.add("noise_head_scale")
+        given = {key for key, value in self if value is not None}
+        if extra := sorted(given - allowed):
+            raise ValueError(
+                f"{extra[0]} does not apply to family = {self.family!r} (its keys: "
+                f"{', '.join(sorted(allowed))}): remove it or choose another family"
+            )
+        return self
 
     @property
     def learned_noise(self) -> bool:
-        return self.sigma is None
+        """Whether a noise sd shared by every input is a parameter (sigma in the trace)."""
+        return self.family in _SHARED_NOISE and self.sigma is None
 
 
 class DataSpec(_Section):
     path: str | None = None
-    example: Literal["sine-gap"] | None = None
+    example: Example | None = None
     target: str | None = None
     features: list[str] | None = None
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, allow_inf_nan=False)
@@ -233,6 +301,11 @@ class Spec(_Section):
                 for key in ("weight_scale", "scale_prior", "scale_prior_scale"):
                     raw["prior"][key] = None
                 raw["prior"]["centred"] = False
+            if section == "likelihood":
+                likelihood = raw["likelihood"]
+                if given.get("family", likelihood["family"]) != likelihood["family"]:
+                    # Another family brings its own keys and defaults.
+                    likelihood.update(dict.fromkeys(likelihood, None))
             if section == "data" and "path" in given:
                 raw["data"]["example"] = None
             if section == "data" and "test_path" in given:
@@ -244,10 +317,7 @@ class Spec(_Section):
 
     def to_toml(self) -> str:
         """The resolved spec (defaults filled in) as TOML; None values are left out."""
-        raw = self.model_dump(exclude_none=True)
-        if not self.likelihood.learned_noise:
-            del raw["likelihood"]["sigma_prior_scale"]
-        return tomli_w.dumps(raw)
+        return tomli_w.dumps(self.model_dump(exclude_none=True))
 
 
 def spec_from_dict(raw: dict[str, Any], source: str = "the spec") -> Spec:
@@ -255,7 +325,7 @@ def spec_from_dict(raw: dict[str, Any], source: str = "the spec") -> Spec:
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise PmbnnError(f"invalid {source}: {_describe(exc)}") from None
+        raise PmbnnError(f"invalid {source}: {describe(exc, Spec)}") from None
 
 
 def builtin_specs() -> list[str]:
@@ -323,33 +393,3 @@ def read_spec_file(path: str | Path) -> Spec:
         if (value := getattr(spec.data, key)) is not None and not Path(value).is_absolute()
     }
     return spec.model_copy(update={"data": spec.data.model_copy(update=relative)})
-
-
-def _describe(exc: ValidationError) -> str:
-    """One line per problem, naming the key as [section].key and what is allowed."""
-    problems = []
-    for err in exc.errors():
-        loc = [str(part) for part in err["loc"]]
-        key = f"[{loc[0]}].{'.'.join(loc[1:])}" if len(loc) > 1 else f"[{loc[0]}]" if loc else ""
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc)
-            problems.append(f"unknown key {key}; allowed keys: {allowed}")
-        elif err["type"] == "literal_error":
-            expected = err["ctx"]["expected"]
-            problems.append(f"{key} = {err['input']!r} is not allowed; expected {expected}")
-        elif err["type"] == "value_error" and not loc:
-            problems.append(err["msg"].removeprefix("Value error, "))
-        elif err["type"] == "value_error":
-            problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
-        else:
-            problems.append(f"{key} = {err.get('input')!r}: {err['msg']}")
-    return "; ".join(problems)
-
-
-def _allowed_keys(loc: list[str]) -> str:
-    model: type[BaseModel] = Spec
-    for part in loc[:-1]:
-        annotation = model.model_fields[part].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-    return ", ".join(model.model_fields)

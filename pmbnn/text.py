@@ -73,7 +73,9 @@ def fit_summary(
     else:
         how = optimization_description(fitted.trace, metrics.train.n, settings)
     lines = [f"pmbnn fit: {name} ({how}) in {seconds:.1f} s"]
-    lines.append(f"  train RMSE           {metrics.train.rmse:.4g}  ({metrics.train.n} rows)")
+    headline = "accuracy" if metrics.train.accuracy is not None else "rmse"
+    label, value = SCORE_LABELS[headline], getattr(metrics.train, headline)
+    lines.append(f"  {'train ' + label:<20} {value:.4g}  ({metrics.train.n} rows)")
     if metrics.test is not None:
         lines += _score_lines(metrics.test, "test ")
     else:
@@ -82,12 +84,35 @@ def fit_summary(
     return "\n".join(lines)
 
 
+# Score -> (label, note); in the order they are printed.
+SCORE_LABELS = {
+    "rmse": "RMSE",
+    "accuracy": "accuracy",
+    "lpd": "log pred. dens.",
+    "coverage_90": "90% interval cover.",
+    "deviance": "Poisson deviance",
+    "log_loss": "log loss",
+    "brier": "Brier score",
+    "ece": "ECE",
+}
+_SCORE_NOTES = {
+    "lpd": "(mean per row)",
+    "coverage_90": "(nominal 0.90)",
+    "ece": "(expected calibration error, 10 bins)",
+}
+
+
 def _score_lines(scores: Scores, prefix: str) -> list[str]:
-    return [
-        f"  {prefix + 'RMSE':<20} {scores.rmse:.4g}  ({scores.n} rows)",
-        f"  {prefix + 'log pred. dens.':<20} {scores.lpd:.4g}  (mean per row)",
-        f"  {'90% interval cover.':<20} {scores.coverage_90:.2f}  (nominal 0.90)",
-    ]
+    values = scores.to_dict()
+    lines: list[str] = []
+    for key, label in SCORE_LABELS.items():
+        if key not in values:
+            continue
+        note = f"({scores.n} rows)" if not lines else _SCORE_NOTES.get(key, "")
+        shown = label if key == "coverage_90" else prefix + label
+        number = f"{values[key]:.2f}" if key == "coverage_90" else f"{values[key]:.4g}"
+        lines.append(f"  {shown:<20} {number}  {note}".rstrip())
+    return lines
 
 
 def scores_text(run: Path, data: str, scores: Scores) -> str:

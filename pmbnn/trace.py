@@ -25,6 +25,7 @@ INPUTS = "X"  # the (scaled) training inputs, dims (obs, feature)
 TARGET_DATA = "y_data"  # the model's data container for the target
 OBSERVED = "y"  # the observed (scaled) target, dim obs
 NOISE = "sigma"  # the learned noise sd
+NU = "nu"  # Student-t noise: the learned degrees of freedom
 FUNCTION = "f"  # the network's output at some inputs
 LAYER_SCALE = "layer_scale"  # learned weight scale per layer (hierarchical, ard), dim layer
 FEATURE_SCALE = "feature_scale"  # learned first-layer scale per input (ard), dim feature

@@ -12,7 +12,8 @@ PACKAGE = ROOT / "pmbnn"
 LAYERS = {
     "errors": 0, "jsontext": 0, "interrupts": 0, "locks": 0, "manifest": 0, "files": 0,
     "trace": 0, "loss": 0, "published": 0, "verdicts": 0, "mixture": 0,
-    "spec": 1, "tables": 1, "examples": 1, "data": 1,
+    "validation_messages": 0,
+    "spec": 1, "families": 1, "tables": 1, "examples": 1, "data": 1,
     "model": 2,
     "inference": 3,
     "predict": 4, "fitted": 4, "evaluation": 4, "prior_predictive": 4,

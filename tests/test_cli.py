@@ -134,7 +134,8 @@ def test_module_entry_point_reports_errors_without_traceback(tmp_path):
     missing = tmp_path / "none.toml"
     expected = (
         f"pmbnn: error: spec file not found: {missing} (give the path of a .toml spec, or a "
-        "built-in one: sine-gap, uci-1x50, uci-1x50-nuts, uci-1x50-nuts-wide)"
+        "built-in one: hetero-sine, outlier-sine, sine-gap, two-moons, uci-1x50, uci-1x50-nuts, "
+        "uci-1x50-nuts-wide)"
     )
     assert result.stderr.strip() == expected
 

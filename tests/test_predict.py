@@ -107,7 +107,8 @@ def test_vectorised_network_equals_a_per_draw_forward_pass(small_advi_run):
             for s in range(post.sizes["sample"])
         ]
     )
-    f, sigma = fitted.draws(x)
+    distribution = fitted.distribution(x)
+    f, sigma = distribution.loc, distribution.scale
     np.testing.assert_allclose(f, expected * fitted.scaler.y_scale + fitted.scaler.y_mean)
     np.testing.assert_allclose(sigma, post["sigma"].values * fitted.scaler.y_scale)
     prediction = fitted.predict(x)

@@ -125,7 +125,8 @@ def test_report_without_a_test_split(blr_spec, tmp_path, capsys):
 def test_calibration_is_exact_for_the_predictive_mixture(sine_fitted):
     """The PIT of a predictive quantile is its level; coverage counts agree with the bounds."""
     x_test, _ = sine_fitted.test_data()
-    f, sigma = sine_fitted.draws(x_test)
+    distribution = sine_fitted.distribution(x_test)
+    f, sigma = distribution.loc, distribution.scale
     levels = (0.05, 0.5, 0.95)
     for level, bound in zip(levels, mixture_quantiles(f, sigma, levels), strict=True):
         np.testing.assert_allclose(predictive_cdf(f, sigma, bound), level, atol=1e-9)

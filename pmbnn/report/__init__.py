@@ -15,12 +15,20 @@ import xarray as xr
 from pmbnn import jsontext
 from pmbnn.data import Dataset, read_labelled
 from pmbnn.diagnostics import DEFAULT_THRESHOLDS, FAIL, Diagnosis, diagnose
+from pmbnn.families import ClassPrediction, Prediction
 from pmbnn.files import Destination, OutputKind
 from pmbnn.fitted import FittedBnn
-from pmbnn.predictive_checks import Calibration, calibration, loo, posterior_predictive
+from pmbnn.predictive_checks import (
+    Calibration,
+    ClassCalibration,
+    calibration,
+    loo,
+    posterior_predictive,
+)
 from pmbnn.prior_predictive import (
     PriorPredictive,
     draw_statistics,
+    function_statistic,
     prior_predictive_on_rows,
     summarize_statistics,
 )
@@ -46,6 +54,7 @@ def _legacy_report(folder: Path) -> bool:
 REPORT = OutputKind("report", is_ours=_legacy_report)
 TRACE_PROBES = 3  # function values shown in trace and rank plots, beside sigma
 GRID_POINTS = 300
+SURFACE_POINTS = 80  # per axis of a 2-D decision surface
 BAND_LEVELS = (0.05, 0.25, 0.75, 0.95)  # bounds of the central 90% and 50% intervals
 
 
@@ -84,7 +93,9 @@ def build_report(
     fitted = load_run(run_dir)
     held_out = None
     if test_data is not None:
-        x, y = read_labelled(test_data, fitted.feature_names, fitted.target)
+        x, y = read_labelled(
+            test_data, fitted.feature_names, fitted.target, fitted.family, fitted.classes
+        )
         held_out = (x, y, Path(test_data).name)
     with Destination(out_dir, REPORT, force, [run_dir, test_data]) as destination:
         numbers, page = render(fitted, run_dir, held_out)
@@ -145,11 +156,13 @@ def prior_and_posterior(
     """The prior predictive of the run's spec on its training rows, and the posterior's
     per-draw statistics of f and of the replicated y on the same rows."""
     x, y = fitted.training_data()
-    rows = Dataset(x, y, fitted.feature_names, fitted.target, "the run's training rows")
+    rows = Dataset(
+        x, y, fitted.feature_names, fitted.target, "the run's training rows", fitted.classes
+    )
     prior = prior_predictive_on_rows(fitted.spec, rows, fitted.scaler)
     y_rep = predictive["posterior_predictive"][OBSERVED].stack(sample=SAMPLE_DIMS)
     after = {
-        "posterior f": draw_statistics(fitted.draws(x)[0]),
+        "posterior f": draw_statistics(function_statistic(fitted.distribution(x).location())),
         "posterior y": draw_statistics(y_rep.transpose("sample", "obs").values),
     }
     return prior, after
@@ -158,7 +171,7 @@ def prior_and_posterior(
 def _images(
     fitted: FittedBnn,
     diagnosis: Diagnosis,
-    checks: Calibration | None,
+    checks: Calibration | ClassCalibration | None,
     loo_result: dict | None,
     predictive: xr.DataTree,
 ) -> dict[str, str]:
@@ -178,9 +191,14 @@ def _images(
         loss = fitted.trace[VI_LOSS].to_dataset()
         images["loss"] = figures.loss_curve(loss["loss"].values, int(loss.attrs["window"]))
     images["ppc"] = figures.ppc(predictive)
-    if len(fitted.feature_names) == 1:
+    if len(fitted.feature_names) == 1 and not fitted.family.labelled:
         images["fit_1d"] = _fit_1d(fitted)
-    if checks is not None:
+    if len(fitted.feature_names) == 2 and fitted.family.labelled:
+        images["surface"] = _surface_2d(fitted)
+    if isinstance(checks, ClassCalibration):
+        images["reliability"] = figures.reliability(checks)
+        images["confusion"] = figures.confusion(checks)
+    elif checks is not None:
         images["coverage"] = figures.coverage(checks)
         images["pit"] = figures.pit_histogram(checks.pit)
         images["residuals"] = figures.residuals(checks)
@@ -210,8 +228,10 @@ def _fit_1d(fitted: FittedBnn) -> str:
     margin = 0.1 * (high - low)
     grid = np.linspace(low - margin, high + margin, GRID_POINTS)
     prediction = fitted.predict(grid[:, None], levels=BAND_LEVELS)
-    f = prediction.function_draws.stack(sample=SAMPLE_DIMS).transpose("sample", "obs")
-    f_bounds = np.quantile(f.values, BAND_LEVELS, axis=0)
+    assert isinstance(prediction, Prediction)
+    # The epistemic band: the conditional mean over draws (the family's location).
+    location = fitted.distribution(grid[:, None]).location()
+    f_bounds = np.quantile(location, BAND_LEVELS, axis=0)
     q = prediction.quantiles
     return figures.fit_1d(
         grid,
@@ -221,4 +241,27 @@ def _fit_1d(fitted: FittedBnn) -> str:
         train=(x_train[:, 0], y_train),
         test=None if test is None else (test[0][:, 0], test[1]),
         labels=(fitted.feature_names[0], fitted.target),
+    )
+
+
+def _surface_2d(fitted: FittedBnn) -> str:
+    """A classifier on two inputs: probability and mutual information over a grid."""
+    x_train, codes = fitted.training_data()
+    margin = 0.15 * np.ptp(x_train, axis=0)
+    axes = [
+        np.linspace(low - m, high + m, SURFACE_POINTS)
+        for low, high, m in zip(x_train.min(axis=0), x_train.max(axis=0), margin, strict=True)
+    ]
+    gx, gy = np.meshgrid(*axes)
+    prediction = fitted.predict(np.column_stack([gx.ravel(), gy.ravel()]))
+    assert isinstance(prediction, ClassPrediction)
+    two = len(prediction.classes) == 2
+    probability = prediction.probabilities[:, 1] if two else prediction.probabilities.max(axis=1)
+    shown = f"P({prediction.classes[1]})" if two else "the most probable class"
+    return figures.decision_surface(
+        (gx, gy),
+        probability.reshape(gx.shape),
+        prediction.mutual_information.reshape(gx.shape),
+        (x_train[:, 0], x_train[:, 1], codes),
+        (fitted.feature_names[0], fitted.feature_names[1], shown),
     )

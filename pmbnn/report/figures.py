@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from pmbnn.predictive_checks import Calibration
+from pmbnn.predictive_checks import Calibration, ClassCalibration
 
 DPI = 90
 EPISTEMIC, TOTAL, DATA = "#d95f02", "#1b9e77", "#333333"
@@ -259,4 +259,61 @@ def feature_scales(intervals: list[tuple[str, float, float, float, float, float]
     axis.invert_yaxis()
     axis.set(xlabel="feature_scale (posterior: median, 50% and 90% intervals)")
     axis.set_xlim(left=0)
+    return png(figure)
+
+
+def reliability(calibration: ClassCalibration) -> str:
+    """Accuracy of the most probable class against its predicted probability, per bin."""
+    figure, axis = _subplots(figsize=(4.2, 4))
+    bins = calibration.reliability
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    axis.bar(centres, [b["accuracy"] for b in bins], width=0.09, color=TOTAL, alpha=0.7,
+             label="accuracy in bin")  # fmt: skip
+    axis.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color=DATA,
+              markersize=4, label="(mean probability, accuracy)")  # fmt: skip
+    axis.plot([0, 1], [0, 1], color=EPISTEMIC, linestyle="--", linewidth=1, label="calibrated")
+    axis.set(xlabel="probability of the predicted class", ylabel="accuracy", xlim=(0, 1),
+             ylim=(0, 1), title=f"ECE {calibration.ece:.3f}")  # fmt: skip
+    axis.legend(frameon=False, fontsize=8, loc="upper left")
+    return png(figure)
+
+
+def confusion(calibration: ClassCalibration) -> str:
+    """Rows per (true, predicted) class, with the count in each cell."""
+    matrix = calibration.confusion
+    size = 1.2 + 0.6 * len(calibration.classes)
+    figure, axis = _subplots(figsize=(size + 1, size))
+    image = axis.imshow(matrix, cmap="Greens")
+    labels = [str(c) for c in calibration.classes]
+    axis.set_xticks(range(len(labels)), labels)
+    axis.set_yticks(range(len(labels)), labels)
+    for (i, j), count in np.ndenumerate(matrix):
+        colour = "white" if count > matrix.max() / 2 else DATA
+        axis.text(j, i, str(count), ha="center", va="center", color=colour)
+    axis.set(xlabel="predicted", ylabel="true")
+    figure.colorbar(image, ax=axis, shrink=0.8)
+    return png(figure)
+
+
+def decision_surface(
+    grid: tuple[np.ndarray, np.ndarray],
+    probability: np.ndarray,
+    information: np.ndarray,
+    points: tuple[np.ndarray, np.ndarray, np.ndarray],
+    labels: tuple[str, str, str],
+) -> str:
+    """Two maps over a 2-D input grid: the predictive probability (of the second class, or
+    of the most probable one) and the mutual information (epistemic uncertainty), data on top."""
+    figure, axes = _subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    gx, gy = grid
+    x, y, codes = points
+    for axis, values, cmap, title in [
+        (axes[0], probability, "RdBu_r", f"predictive probability: {labels[2]}"),
+        (axes[1], information, "viridis", "mutual information (epistemic, nats)"),
+    ]:
+        image = axis.contourf(gx, gy, values, levels=20, cmap=cmap)
+        axis.scatter(x, y, c=codes, cmap="coolwarm", s=10, edgecolor="white", linewidth=0.3)
+        axis.set(title=title, xlabel=labels[0])
+        figure.colorbar(image, ax=axis, shrink=0.85)
+    axes[0].set_ylabel(labels[1])
     return png(figure)
