@@ -163,7 +163,7 @@ def prior_predictive_on_rows(
         coords={"chain": [0], "draw": np.arange(draws)},
     )
     distribution = family.draws(outputs, noise, scaler.y_mean, scaler.y_scale, training.classes)
-    f = function_statistic(distribution.location())
+    f = function_statistic(distribution.expected())
     y_rep = family.untransform(scaler.y_original(np.asarray(y_scaled, dtype=float)))
     # Past MAX_ABS_VALUE the per-draw variances overflow (as for data, see data.py).
     if not np.all(np.abs(np.concatenate([f, y_rep])) <= MAX_ABS_VALUE):

@@ -122,6 +122,11 @@ class PredictiveDraws(ABC):
     def location(self) -> np.ndarray:
         """The quantity diagnose judges in function space: (draws, inputs[, classes])."""
 
+    def expected(self) -> np.ndarray:
+        """E[y | draw, input] in the target's units (class probabilities for classifiers):
+        what the pictures of f show beside the data."""
+        return self.location()
+
     def noise(self) -> dict[str, np.ndarray]:
         """Noise parameters judged like sigma: name -> (draws,) or (draws, inputs)."""
         return {}

@@ -159,6 +159,9 @@ class LogNormalDraws(GaussianDraws):
     def cdf(self, y: np.ndarray) -> np.ndarray:
         return predictive_cdf(self.loc, self.scale, np.log(y))
 
+    def expected(self) -> np.ndarray:
+        return np.exp(self.loc + per_input(self.scale) ** 2 / 2)
+
 
 class HeteroscedasticGaussian(Family):
     """y ~ Normal(f(x), exp(g(x))^2): the network's second output g is the log noise sd."""

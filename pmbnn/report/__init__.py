@@ -162,7 +162,7 @@ def prior_and_posterior(
     prior = prior_predictive_on_rows(fitted.spec, rows, fitted.scaler)
     y_rep = predictive["posterior_predictive"][OBSERVED].stack(sample=SAMPLE_DIMS)
     after = {
-        "posterior f": draw_statistics(function_statistic(fitted.distribution(x).location())),
+        "posterior f": draw_statistics(function_statistic(fitted.distribution(x).expected())),
         "posterior y": draw_statistics(y_rep.transpose("sample", "obs").values),
     }
     return prior, after
@@ -229,8 +229,8 @@ def _fit_1d(fitted: FittedBnn) -> str:
     grid = np.linspace(low - margin, high + margin, GRID_POINTS)
     prediction = fitted.predict(grid[:, None], levels=BAND_LEVELS)
     assert isinstance(prediction, Prediction)
-    # The epistemic band: the conditional mean over draws (the family's location).
-    location = fitted.distribution(grid[:, None]).location()
+    # The epistemic band: the spread over draws of the conditional mean of y.
+    location = fitted.distribution(grid[:, None]).expected()
     f_bounds = np.quantile(location, BAND_LEVELS, axis=0)
     q = prediction.quantiles
     return figures.fit_1d(
