@@ -15,7 +15,7 @@ from xarray import DataTree
 from pmbnn.data import Standardizer, numeric_columns
 from pmbnn.errors import PmbnnError
 from pmbnn.families import ClassPrediction, Family, Prediction, PredictiveDraws, family_of
-from pmbnn.families.base import lpd
+from pmbnn.families.base import NetworkOutputs, lpd
 from pmbnn.model import BnnModel, build_model
 from pmbnn.predict import DEFAULT_LEVELS, NetworkFunction
 from pmbnn.spec import Spec
@@ -142,8 +142,9 @@ class FittedBnn:
         """The target's conditional distribution for every posterior draw and row of x, in
         the target's original units: what every prediction, score and check is computed from."""
         outputs = self.network(self.posterior, self.scaler.x(self.input_matrix(x)))
+        scaler = self.scaler
         return self.family.draws(
-            outputs, self.posterior, self.scaler.y_mean, self.scaler.y_scale, self.classes
+            NetworkOutputs(outputs, self.posterior, scaler.y_mean, scaler.y_scale, self.classes)
         )
 
     def network_draws(self, draws: PredictiveDraws) -> xr.DataArray:

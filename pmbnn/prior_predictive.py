@@ -17,6 +17,7 @@ import xarray as xr
 from pmbnn.data import MAX_ABS_VALUE, Dataset, Standardizer, load_split
 from pmbnn.errors import PmbnnError
 from pmbnn.families import family_of
+from pmbnn.families.base import NetworkOutputs
 from pmbnn.model import build_model
 from pmbnn.spec import Spec
 from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, OBSERVED
@@ -162,7 +163,9 @@ def prior_predictive_on_rows(
         },
         coords={"chain": [0], "draw": np.arange(draws)},
     )
-    distribution = family.draws(outputs, noise, scaler.y_mean, scaler.y_scale, training.classes)
+    distribution = family.draws(
+        NetworkOutputs(outputs, noise, scaler.y_mean, scaler.y_scale, training.classes)
+    )
     f = function_statistic(distribution.expected())
     y_rep = family.untransform(scaler.y_original(np.asarray(y_scaled, dtype=float)))
     # Past MAX_ABS_VALUE the per-draw variances overflow (as for data, see data.py).

@@ -15,6 +15,7 @@ from scipy import special
 
 from pmbnn.arguments import FAMILIES as FAMILY_CHOICES
 from pmbnn.families import FAMILIES, entropy_split, family_of
+from pmbnn.families.base import NetworkOutputs
 from pmbnn.model import build_model
 from pmbnn.pipeline import fit
 from pmbnn.run import load_run
@@ -159,7 +160,7 @@ def _synthetic_draws(family: str, draws: int = 300, inputs: int = 4):
     )
     # log y's sd at most 0.3 for log-normal: its kurtosis stays small (the test's bound needs it)
     y_scale = 0.5 if family == "lognormal" else 2.0
-    return fam.draws(outputs, posterior, 1.5, y_scale, classes)
+    return fam.draws(NetworkOutputs(outputs, posterior, 1.5, y_scale, classes))
 
 
 CONTINUOUS_AND_COUNTS = ["gaussian", "student_t", "heteroscedastic_gaussian", "lognormal",
@@ -229,7 +230,7 @@ def test_student_t_sd_is_infinite_where_the_variance_does_not_exist():
         {"sigma": (("chain", "draw"), np.ones((1, 10)))},
         coords={"chain": [0], "draw": np.arange(10)},
     )
-    prediction = fam.draws(outputs, posterior, 0.0, 1.0, None).summarize((0.05, 0.95))
+    prediction = fam.draws(NetworkOutputs(outputs, posterior)).summarize((0.05, 0.95))
     assert np.all(np.isinf(prediction.sd_total)) and prediction.finite_rows().all()
     # One component: the quantiles are Student-t's own.
     assert prediction.quantiles[0.95] == pytest.approx(special.stdtrit(1.5, 0.95), rel=1e-9)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -82,16 +83,21 @@ class Family(ABC):
 
     # -- prediction ------------------------------------------------------------------------
     @abstractmethod
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        """The predictive distribution per draw and input, from the network's outputs on the
-        model's scale (draws, inputs[, outputs]) and the posterior's other variables."""
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        """The predictive distribution per draw and input."""
+
+
+@dataclass(frozen=True)
+class NetworkOutputs:
+    """What a family maps to a predictive distribution: the network's outputs on the model's
+    scale, (draws, inputs[, outputs]); the posterior's other variables (sigma, nu); the
+    target's standardization; a labelled target's classes."""
+
+    values: np.ndarray
+    posterior: xr.Dataset
+    y_mean: float = 0.0
+    y_scale: float = 1.0
+    classes: list | None = None
 
 
 class PredictiveDraws(ABC):

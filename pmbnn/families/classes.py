@@ -12,7 +12,7 @@ import xarray as xr
 from scipy import special
 
 from pmbnn.errors import PmbnnError
-from pmbnn.families.base import Family, PredictiveDraws, lpd
+from pmbnn.families.base import Family, NetworkOutputs, PredictiveDraws, lpd
 from pmbnn.families.summaries import ClassPrediction, entropy_split
 from pmbnn.trace import OBSERVED
 
@@ -79,18 +79,11 @@ class Categorical(Family):
     def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
         pm.Categorical(OBSERVED, logit_p=output, observed=observed, **kwargs)
 
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        assert classes is not None
-        probabilities = special.softmax(outputs, axis=-1)
-        dims = {"output": self.output_names(classes)}
-        return ClassDraws(probabilities, classes, outputs, ("obs", "output"), dims)
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        assert net.classes is not None
+        probabilities = special.softmax(net.values, axis=-1)
+        dims = {"output": self.output_names(net.classes)}
+        return ClassDraws(probabilities, net.classes, net.values, ("obs", "output"), dims)
 
 
 class Bernoulli(Categorical):
@@ -108,17 +101,10 @@ class Bernoulli(Categorical):
     def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
         pm.Bernoulli(OBSERVED, logit_p=output, observed=observed, **kwargs)
 
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        assert classes is not None
-        p = special.expit(outputs)
-        return ClassDraws(np.stack([1 - p, p], axis=-1), classes, outputs, ("obs",), {})
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        assert net.classes is not None
+        p = special.expit(net.values)
+        return ClassDraws(np.stack([1 - p, p], axis=-1), net.classes, net.values, ("obs",), {})
 
 
 class ClassDraws(PredictiveDraws):

@@ -18,6 +18,7 @@ from scipy import special, stats
 
 from pmbnn.families.base import (
     Family,
+    NetworkOutputs,
     PredictiveDraws,
     bad_row,
     interval_levels,
@@ -90,16 +91,9 @@ class Gaussian(Family):
         assert self.settings.sigma is not None
         return np.full(n_draws, float(self.settings.sigma))
 
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        loc = outputs * y_scale + y_mean
-        sigma = self._noise_sd(posterior, len(outputs)) * y_scale
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        loc = net.values * net.y_scale + net.y_mean
+        sigma = self._noise_sd(net.posterior, len(net.values)) * net.y_scale
         return GaussianDraws(loc, sigma, self.settings.learned_noise)
 
 
@@ -121,15 +115,8 @@ class LogNormal(Gaussian):
     def untransform(self, y: np.ndarray) -> np.ndarray:
         return np.exp(y)
 
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        normal = super().draws(outputs, posterior, y_mean, y_scale, classes)
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        normal = super().draws(net)
         assert isinstance(normal, GaussianDraws)
         return LogNormalDraws(normal.loc, normal.scale, self.settings.learned_noise)
 
@@ -182,16 +169,9 @@ class HeteroscedasticGaussian(Family):
         sigma = pt.exp(output[:, 1])
         pm.Normal(OBSERVED, mu=output[:, 0], sigma=sigma, observed=observed, **kwargs)
 
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        loc = outputs[..., 0] * y_scale + y_mean
-        scale = np.exp(outputs[..., 1]) * y_scale
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        loc = net.values[..., 0] * net.y_scale + net.y_mean
+        scale = np.exp(net.values[..., 1]) * net.y_scale
         draws = GaussianDraws(loc, scale, learned_noise=True)
         draws.network = np.stack([loc, np.log(scale)], axis=-1)
         draws.network_dims = ("obs", "output")
@@ -216,20 +196,13 @@ class StudentT(Gaussian):
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         return super().parameter_shapes() | ({NU: ()} if self.settings.nu is None else {})
 
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        loc = outputs * y_scale + y_mean
-        sigma = self._noise_sd(posterior, len(outputs)) * y_scale
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        loc = net.values * net.y_scale + net.y_mean
+        sigma = self._noise_sd(net.posterior, len(net.values)) * net.y_scale
         if self.settings.nu is None:
-            nu = flat_draws(posterior[NU])
+            nu = flat_draws(net.posterior[NU])
         else:
-            nu = np.full(len(outputs), float(self.settings.nu))
+            nu = np.full(len(net.values), float(self.settings.nu))
         return StudentTDraws(loc, sigma, nu, self.settings.learned_noise, self.settings.nu is None)
 
 

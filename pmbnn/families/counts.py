@@ -11,7 +11,14 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy import special, stats
 
-from pmbnn.families.base import Family, PredictiveDraws, bad_row, interval_levels, regression_scores
+from pmbnn.families.base import (
+    Family,
+    NetworkOutputs,
+    PredictiveDraws,
+    bad_row,
+    interval_levels,
+    regression_scores,
+)
 from pmbnn.families.summaries import Prediction
 from pmbnn.trace import OBSERVED
 
@@ -35,15 +42,8 @@ class Poisson(Family):
     def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
         pm.Poisson(OBSERVED, mu=pt.exp(output), observed=observed, **kwargs)
 
-    def draws(
-        self,
-        outputs: np.ndarray,
-        posterior: xr.Dataset,
-        y_mean: float,
-        y_scale: float,
-        classes: list | None,
-    ) -> PredictiveDraws:
-        return PoissonDraws(outputs)
+    def draws(self, net: NetworkOutputs) -> PredictiveDraws:
+        return PoissonDraws(net.values)
 
 
 class PoissonDraws(PredictiveDraws):
