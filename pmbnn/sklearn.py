@@ -1,5 +1,5 @@
-"""A scikit-learn estimator around pmbnn: `BNNRegressor`, for pipelines, grid searches and
-cross-validation. Needs the ``sklearn`` extra (``pip install 'pmbnn[sklearn]'``).
+"""scikit-learn estimators around pmbnn: `BNNRegressor` and `BNNClassifier`, for pipelines,
+grid searches and cross-validation. Needs the ``sklearn`` extra (``pip install 'pmbnn[sklearn]'``).
 
 The constructor's arguments are the spec's settings (`pmbnn.Spec`), flattened, with
 scikit-learn's ``random_state`` for the seed. ``predict(X, return_std=True)`` returns the
@@ -19,7 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 try:
-    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     from pmbnn.errors import MissingExtraError
@@ -31,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from pmbnn.data import Dataset
 from pmbnn.evaluation import Scores, evaluate
 from pmbnn.pipeline import Refitter, fit_split
-from pmbnn.predict import DEFAULT_LEVELS, Prediction
+from pmbnn.predict import DEFAULT_LEVELS, ClassPrediction, Prediction
 from pmbnn.spec import Spec
 
 # Compiled models kept for refitting: a handful (each holds compiled PyTensor/JAX programs).
@@ -150,58 +151,14 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
 
     def spec(self) -> Spec:
         """The pmbnn spec these parameters declare (ValueError naming a bad one)."""
-        if not isinstance(self.random_state, numbers.Integral):
-            raise ValueError(
-                f"random_state must be an int (pmbnn fits are seeded), got {self.random_state!r}"
-            )
-        if not isinstance(self.hidden, tuple | list):
-            raise ValueError(f"hidden must be a tuple of layer widths, got {self.hidden!r}")
-        return Spec().with_overrides(
-            source="BNNRegressor parameters",
-            network={"hidden": list(self.hidden), "activation": self.activation},
-            prior={
-                "kind": self.prior,
-                "weight_scale": self.weight_scale,
-                "scale_prior": self.scale_prior,
-                "scale_prior_scale": self.scale_prior_scale,
-                "bias_scale": self.bias_scale,
-                "fan_in": self.fan_in,
-            },
-            likelihood={"sigma_prior_scale": self.sigma_prior_scale, "sigma": self.sigma},
-            data={"test_fraction": 0.0, "standardize": self.standardize},
-            inference={
-                "method": self.method,
-                "draws": self.draws,
-                "tune": self.tune,
-                "chains": self.chains,
-                "target_accept": self.target_accept,
-                "sampler": self.sampler,
-                "backend": self.backend,
-                "device": self.device,
-                "iterations": self.iterations,
-                "learning_rate": self.learning_rate,
-                "batch_size": self.batch_size,
-                "seed": int(self.random_state),
-            },
-        )
+        return _spec(self, {"sigma_prior_scale": self.sigma_prior_scale, "sigma": self.sigma})
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> BNNRegressor:
         """Fit the posterior (or its approximation) to X (rows, features) and y (rows,)."""
-        spec = self.spec()
         x, target = validate_data(
             self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2
         )
-        names = [str(name) for name in getattr(self, "feature_names_in_", [])] or [
-            f"x{j}" for j in range(x.shape[1])
-        ]
-        data = Dataset(x, np.asarray(target, dtype=float), names, "y", "scikit-learn arrays")
-        rows = np.arange(len(target))
-        refitter = _refitter(spec, x.shape[1])
-        with refitter.lock:  # the compiled model is shared: one fit at a time on it
-            fitted, metrics = fit_split(spec, data, rows, rows[:0], refitter=refitter)
-        fitted.release_model()  # the compiled model is shared with later fits: keep our own
-        self.fitted_ = fitted
-        self.train_scores_ = metrics.train
+        _fit(self, self.spec(), x, np.asarray(target, dtype=float))
         return self
 
     def predict(
@@ -233,3 +190,172 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "fitted_")
         x, target = validate_data(self, X, y, dtype=np.float64, y_numeric=True, reset=False)
         return evaluate(self.fitted_, x, target)
+
+
+class BNNClassifier(ClassifierMixin, BaseEstimator):
+    """A Bayesian neural network classifier (Bernoulli for two classes, categorical for more),
+    fitted by ADVI or NUTS through PyMC.
+
+    Parameters are `BNNRegressor`'s, less the noise (``sigma``, ``sigma_prior_scale``): class
+    labels have none. ``predict_proba`` gives the posterior mean of each class's probability;
+    `predict_distribution` adds the uncertainty split by entropy (total, aleatoric, and the
+    mutual information: epistemic).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels, in the order of ``predict_proba``'s columns.
+    fitted_ : pmbnn.FittedBnn
+    train_scores_ : pmbnn.Scores
+        Accuracy, log loss, Brier score, ECE and mean log predictive density on the training
+        rows.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    """
+
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (50,),
+        activation: str = "tanh",
+        prior: str = "hierarchical",
+        weight_scale: float | None = None,
+        scale_prior: str | None = None,
+        scale_prior_scale: float | None = None,
+        bias_scale: float = 1.0,
+        fan_in: bool = True,
+        standardize: bool = True,
+        method: str = "nuts",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 2,
+        target_accept: float = 0.9,
+        sampler: str = "auto",
+        backend: str = "auto",
+        device: str = "auto",
+        iterations: int = 30000,
+        learning_rate: float = 0.01,
+        batch_size: int | None = None,
+        random_state: int = 0,
+    ):
+        self.hidden = hidden
+        self.activation = activation
+        self.prior = prior
+        self.weight_scale = weight_scale
+        self.scale_prior = scale_prior
+        self.scale_prior_scale = scale_prior_scale
+        self.bias_scale = bias_scale
+        self.fan_in = fan_in
+        self.standardize = standardize
+        self.method = method
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.target_accept = target_accept
+        self.sampler = sampler
+        self.backend = backend
+        self.device = device
+        self.iterations = iterations
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    def spec(self, n_classes: int = 2) -> Spec:
+        """The pmbnn spec these parameters declare for `n_classes` classes."""
+        return _spec(self, {"family": "bernoulli" if n_classes == 2 else "categorical"})
+
+    def fit(self, X: ArrayLike, y: ArrayLike) -> BNNClassifier:
+        """Fit the posterior (or its approximation) to X (rows, features) and labels y."""
+        x, labels = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
+        check_classification_targets(labels)
+        self.classes_, codes = np.unique(labels, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"y has 1 class ({self.classes_[0]!r}); a classifier needs at least 2 classes"
+            )
+        spec = self.spec(len(self.classes_))
+        _fit(self, spec, x, codes.astype(float), self.classes_.tolist())
+        return self
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """(rows, classes): the posterior mean of each class's probability."""
+        return self.predict_distribution(X).probabilities
+
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """The most probable class of each row of X."""
+        probabilities = self.predict_proba(X)  # checks that the estimator is fitted
+        return self.classes_[np.argmax(probabilities, axis=1)]
+
+    def predict_distribution(self, X: ArrayLike) -> ClassPrediction:
+        """Class probabilities, the predicted label, the entropy split and the logits per
+        posterior draw, for each row of X."""
+        check_is_fitted(self, "fitted_")
+        x = validate_data(self, X, dtype=np.float64, reset=False)
+        prediction = self.fitted_.predict(x)
+        assert isinstance(prediction, ClassPrediction)
+        return prediction
+
+    def evaluate(self, X: ArrayLike, y: ArrayLike) -> Scores:
+        """Accuracy, log loss, Brier score, ECE and mean log predictive density on (X, y)."""
+        check_is_fitted(self, "fitted_")
+        x, labels = validate_data(self, X, y, dtype=np.float64, reset=False)
+        unknown = ~np.isin(labels, self.classes_)
+        if unknown.any():
+            raise ValueError(f"y has the label {labels[unknown][0]!r}, not one of {self.classes_}")
+        return evaluate(self.fitted_, x, np.searchsorted(self.classes_, labels).astype(float))
+
+
+def _spec(estimator: BaseEstimator, likelihood: dict) -> Spec:
+    """The pmbnn spec an estimator's parameters declare, with its `likelihood` settings."""
+    if not isinstance(estimator.random_state, numbers.Integral):
+        raise ValueError(
+            f"random_state must be an int (pmbnn fits are seeded), got {estimator.random_state!r}"
+        )
+    if not isinstance(estimator.hidden, tuple | list):
+        raise ValueError(f"hidden must be a tuple of layer widths, got {estimator.hidden!r}")
+    return Spec().with_overrides(
+        source=f"{type(estimator).__name__} parameters",
+        network={"hidden": list(estimator.hidden), "activation": estimator.activation},
+        prior={
+            "kind": estimator.prior,
+            "weight_scale": estimator.weight_scale,
+            "scale_prior": estimator.scale_prior,
+            "scale_prior_scale": estimator.scale_prior_scale,
+            "bias_scale": estimator.bias_scale,
+            "fan_in": estimator.fan_in,
+        },
+        likelihood=likelihood,
+        data={"test_fraction": 0.0, "standardize": estimator.standardize},
+        inference={
+            "method": estimator.method,
+            "draws": estimator.draws,
+            "tune": estimator.tune,
+            "chains": estimator.chains,
+            "target_accept": estimator.target_accept,
+            "sampler": estimator.sampler,
+            "backend": estimator.backend,
+            "device": estimator.device,
+            "iterations": estimator.iterations,
+            "learning_rate": estimator.learning_rate,
+            "batch_size": estimator.batch_size,
+            "seed": int(estimator.random_state),
+        },
+    )
+
+
+def _fit(
+    estimator: BaseEstimator, spec: Spec, x: np.ndarray, y: np.ndarray, classes: list | None = None
+) -> None:
+    """Fit `spec` to every row of (x, y) through the estimator's shared compiled model and set
+    ``fitted_`` and ``train_scores_``."""
+    names = [str(name) for name in getattr(estimator, "feature_names_in_", [])] or [
+        f"x{j}" for j in range(x.shape[1])
+    ]
+    data = Dataset(x, y, names, "y", "scikit-learn arrays", classes)
+    rows = np.arange(len(y))
+    refitter = _refitter(spec, x.shape[1])
+    with refitter.lock:  # the compiled model is shared: one fit at a time on it
+        fitted, metrics = fit_split(spec, data, rows, rows[:0], refitter=refitter)
+    fitted.release_model()  # the compiled model is shared with later fits: keep our own
+    estimator.fitted_ = fitted
+    estimator.train_scores_ = metrics.train

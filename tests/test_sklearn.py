@@ -16,13 +16,13 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from pmbnn.sklearn import BNNRegressor  # noqa: E402
+from pmbnn.sklearn import BNNClassifier, BNNRegressor  # noqa: E402
 
 # Tiny and fast: scikit-learn's checks fit dozens of times on small random data.
 TINY = {"hidden": (8,), "method": "advi", "iterations": 300, "draws": 50}
 
 
-@parametrize_with_checks([BNNRegressor(**TINY)])
+@parametrize_with_checks([BNNRegressor(**TINY), BNNClassifier(**TINY)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -130,3 +130,28 @@ def test_hidden_must_be_a_sequence(data):
     x, y = data
     with pytest.raises(ValueError, match="hidden must be a tuple of layer widths"):
         BNNRegressor(hidden=50).fit(x, y)
+
+
+def test_classifier_with_text_labels_in_a_pipeline():
+    """Labels come back as given (text), probabilities sum to 1 and follow classes_, and the
+    entropy split adds up; cross-validation in a pipeline works as with any classifier."""
+    from sklearn.model_selection import cross_val_score
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 2))
+    y = np.where(x[:, 0] + 0.3 * rng.normal(size=120) > 0, "right", "left")
+    model = BNNClassifier(**TINY | {"iterations": 2000}).fit(x, y)
+    assert list(model.classes_) == ["left", "right"]
+    probabilities = model.predict_proba(x)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.predict(x), model.classes_[probabilities.argmax(axis=1)])
+    assert model.score(x, y) > 0.85
+    distribution = model.predict_distribution(x)
+    np.testing.assert_allclose(
+        distribution.entropy_total,
+        distribution.entropy_aleatoric + distribution.mutual_information,
+        atol=1e-9,
+    )
+    assert model.evaluate(x, y).accuracy == pytest.approx(model.score(x, y))
+    scores = cross_val_score(make_pipeline(StandardScaler(), BNNClassifier(**TINY)), x, y, cv=3)
+    assert scores.mean() > 0.8
