@@ -284,11 +284,19 @@ def run_cli_plain(*args: str) -> int:
     return main(list(args))
 
 
-def test_classifier_reloads_and_predicts_the_same_labels_and_probabilities(classifier_run):
-    fitted = load_run(classifier_run)
-    assert fitted.classes == list(LABELS)  # the label set and order are stored with the run
+def test_classifier_reloads_and_predicts_the_same_labels_and_probabilities(
+    classifier_run, tmp_path
+):
+    """The fit in memory and its saved, reloaded run predict the same to the bit."""
+    from pmbnn.run import save_run
+
+    spec = load_run(classifier_run).spec  # the resolved spec of a real classifier run
+    fitted, metrics = fit(spec)
+    save_run(fitted, metrics, tmp_path / "again")
+    reloaded = load_run(tmp_path / "again")
+    assert reloaded.classes == list(LABELS)  # the label set and order are stored with the run
     x = family_table("categorical", rows=30, seed=9)[["b", "a"]]  # columns found by name
-    first, second = fitted.predict(x), load_run(classifier_run).predict(x)
+    first, second = fitted.predict(x), reloaded.predict(x)
     np.testing.assert_array_equal(first.probabilities, second.probabilities)
     np.testing.assert_array_equal(first.label, second.label)
     assert set(first.label) <= set(LABELS)
