@@ -125,29 +125,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         batch_size: int | None = None,
         random_state: int = 0,
     ):
-        self.hidden = hidden
-        self.activation = activation
-        self.prior = prior
-        self.weight_scale = weight_scale
-        self.scale_prior = scale_prior
-        self.scale_prior_scale = scale_prior_scale
-        self.bias_scale = bias_scale
-        self.fan_in = fan_in
-        self.sigma_prior_scale = sigma_prior_scale
-        self.sigma = sigma
-        self.standardize = standardize
-        self.method = method
-        self.draws = draws
-        self.tune = tune
-        self.chains = chains
-        self.target_accept = target_accept
-        self.sampler = sampler
-        self.backend = backend
-        self.device = device
-        self.iterations = iterations
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.random_state = random_state
+        _keep_parameters(self, locals())
 
     def spec(self) -> Spec:
         """The pmbnn spec these parameters declare (ValueError naming a bad one)."""
@@ -238,27 +216,7 @@ class BNNClassifier(ClassifierMixin, BaseEstimator):
         batch_size: int | None = None,
         random_state: int = 0,
     ):
-        self.hidden = hidden
-        self.activation = activation
-        self.prior = prior
-        self.weight_scale = weight_scale
-        self.scale_prior = scale_prior
-        self.scale_prior_scale = scale_prior_scale
-        self.bias_scale = bias_scale
-        self.fan_in = fan_in
-        self.standardize = standardize
-        self.method = method
-        self.draws = draws
-        self.tune = tune
-        self.chains = chains
-        self.target_accept = target_accept
-        self.sampler = sampler
-        self.backend = backend
-        self.device = device
-        self.iterations = iterations
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.random_state = random_state
+        _keep_parameters(self, locals())
 
     def spec(self, n_classes: int = 2) -> Spec:
         """The pmbnn spec these parameters declare for `n_classes` classes."""
@@ -303,6 +261,14 @@ class BNNClassifier(ClassifierMixin, BaseEstimator):
         if unknown.any():
             raise ValueError(f"y has the label {labels[unknown][0]!r}, not one of {self.classes_}")
         return evaluate(self.fitted_, x, np.searchsorted(self.classes_, labels).astype(float))
+
+
+def _keep_parameters(estimator: BaseEstimator, parameters: dict) -> None:
+    """Store every constructor argument unchanged under its own name (scikit-learn's rule for
+    __init__; the signatures stay explicit, as get_params reads them)."""
+    for name, value in parameters.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
 
 
 def _spec(estimator: BaseEstimator, likelihood: dict) -> Spec:
