@@ -10,6 +10,7 @@ predict with the uncertainty split into epistemic and aleatoric parts::
     prediction.mean, prediction.sd_epistemic, prediction.sd_aleatoric, prediction.quantiles
     pmbnn.save_run(fitted, metrics, "runs/mine")
     pmbnn.diagnose(pmbnn.load_run("runs/mine")).verdict
+    pmbnn.compare_runs(["runs/mine", "runs/other"]).table  # PSIS-LOO, ArviZ's compare
     pmbnn.prior_predictive(spec).summary()  # what the prior implies, before any fit
 
 The names below are the public API; they are imported on first use, so that ``import pmbnn``
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 __all__ = [
     "ClassPrediction",
+    "Comparison",
     "Diagnosis",
     "FittedBnn",
     "Metrics",
@@ -34,6 +36,7 @@ __all__ = [
     "Spec",
     "Thresholds",
     "build_report",
+    "compare_runs",
     "diagnose",
     "evaluate",
     "fit",
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 _HOMES = {
+    "Comparison": "pmbnn.compare",
     "Diagnosis": "pmbnn.diagnostics",
     "FittedBnn": "pmbnn.fitted",
     "Metrics": "pmbnn.evaluation",
@@ -56,6 +60,7 @@ _HOMES = {
     "Spec": "pmbnn.spec",
     "Thresholds": "pmbnn.diagnostics",
     "build_report": "pmbnn.report",
+    "compare_runs": "pmbnn.compare",
     "diagnose": "pmbnn.diagnostics",
     "evaluate": "pmbnn.evaluation",
     "fit": "pmbnn.pipeline",
@@ -79,6 +84,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from pmbnn.compare import Comparison, compare_runs
     from pmbnn.diagnostics import Diagnosis, Thresholds, diagnose
     from pmbnn.errors import MissingExtraError, PmbnnError
     from pmbnn.evaluation import Metrics, Scores, evaluate

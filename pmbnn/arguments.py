@@ -117,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
 
+    compare = commands.add_parser(
+        "compare", help="compare runs fitted on the same rows (PSIS-LOO, stacking weights)"
+    )
+    compare.add_argument("runs", nargs="+", type=Path, help="two or more run folders")
+    compare.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    compare.add_argument(
+        "--out", type=Path, help="also write an HTML page (and compare.json) to this folder"
+    )
+    compare.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
+
     prior = commands.add_parser(
         "prior", help="draw from a spec's prior on its data (no fit) and write an HTML page"
     )
@@ -127,6 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="folder to write (default: reports/prior-<data>[-<spec>])"
     )
     prior.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="fit a grid of spec settings x seeds, cross-validated, and report the best",
+    )
+    _add_spec_and_data(sweep)
+    sweep.add_argument(
+        "--grid",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="spec keys and their values, e.g. prior.weight_scale=0.5,1,2 "
+        "network.hidden=[50],[100]; every combination is fitted",
+    )
+    sweep.add_argument("--seeds", help="fit seeds, e.g. 0-2 or 1,5 (default: the spec's seed)")
+    sweep.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="K-fold cross-validation over all rows (default 5); 1: score on the spec's "
+        "held-out rows (--test-fraction / --test-data) instead",
+    )
+    sweep.add_argument(
+        "--out", type=Path, help="results folder (default: reports/sweep-<data>[-<spec>])"
+    )
+    _add_cluster_options(sweep)
 
     bench = commands.add_parser("bench", help="run a standard benchmark")
     suites = bench.add_subparsers(dest="suite", required=True, parser_class=_Parser)
@@ -148,8 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder holding the datasets in the standard layout (default: $PMBNN_UCI_DIR)",
     )
     uci.add_argument("--out", type=Path, default=Path("reports/benchmarks"), help="results folder")
-    uci.add_argument("--workers", type=int, help="processes (default: one per free core)")
+    _add_cluster_options(uci)
     return parser
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Where the fits run: a Dask cluster (bench, sweep)."""
+    parser.add_argument(
+        "--scheduler",
+        help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: "
+        "$DASK_SCHEDULER_ADDRESS, else a local cluster on this machine)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes of the local cluster (default: one per free core; NUTS uses "
+        "one core per chain)",
+    )
 
 
 def _add_spec_and_data(parser: argparse.ArgumentParser) -> None:

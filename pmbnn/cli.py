@@ -111,8 +111,10 @@ def _run(args: argparse.Namespace, progress: bool) -> int:
         "evaluate": _evaluate,
         "diagnose": _diagnose,
         "report": _report,
+        "compare": _compare,
         "prior": _prior,
         "bench": _bench,
+        "sweep": _sweep,
     }
     return commands[args.command](args, progress)
 
@@ -273,6 +275,25 @@ def _report(args: argparse.Namespace, progress: bool) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn import jsontext
+    from pmbnn.compare import compare_runs
+    from pmbnn.report.compare_page import build_compare_page
+    from pmbnn.text import comparison_text
+
+    if args.out is None:
+        numbers = compare_runs(args.runs).to_dict()
+        folder = None
+    else:
+        folder, numbers = build_compare_page(args.runs, args.out, args.force)
+    text = jsontext.dumps(numbers, True) if args.json else comparison_text(numbers) + "\n"
+    with interrupts.deferred(f"{folder} was written completely"):
+        print(text, end="")
+        if folder is not None:
+            print(f"wrote {folder / 'index.html'} and compare.json", file=sys.stderr)
+    return 0
+
+
 def _bench(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.bench import make_bench, print_summary, run_bench
     from pmbnn.spec import load_spec
@@ -287,6 +308,30 @@ def _bench(args: argparse.Namespace, progress: bool) -> int:
     bench = make_bench(
         args.dataset, args.method, splits, args.uci_dir, args.out, args.sampler, spec
     )
-    summary = run_bench(bench, args.workers, progress)
+    summary = run_bench(bench, args.workers, progress, args.scheduler)
     print_summary(summary, args.out)
+    return 0
+
+
+def _sweep(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.run import data_label
+    from pmbnn.sweep import Plan, parse_grid, parse_seeds, run_sweep
+
+    if args.folds < 1:
+        raise PmbnnError("--folds must be at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise PmbnnError("--workers must be at least 1")
+    spec = _spec_from_arguments(args)
+    plan = Plan(spec, parse_grid(args.grid, spec), parse_seeds(args.seeds, spec), args.folds)
+    name = Path(args.spec).name.removesuffix(".toml") if args.spec else None
+    label = data_label(spec)
+    out = args.out or Path("reports") / "-".join(["sweep", label] + ([name] if name else []))
+    summary = run_sweep(plan, out, args.workers, progress, args.scheduler)
+    best = summary["points"][summary["best"]["point"]]
+    with interrupts.deferred(f"{out} was written completely"):
+        print(f"wrote {out / 'sweep.json'} and sweep.md ({len(summary['points'])} points)")
+        settings = ", ".join(f"{k}={v}" for k, v in best["settings"].items())
+        lpd = best["lpd"]
+        se = f" +- {lpd['se']:.4f}" if lpd["se"] is not None else ""
+        print(f"best: {settings} (test LPD {lpd['mean']:.4f}{se} per row)")
     return 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import arviz_stats as azs
 import numpy as np
 import xarray as xr
+from arviz_stats.utils import ELPDData
 from scipy.stats import binom
 
 from pmbnn.families import ClassPrediction
@@ -166,8 +167,9 @@ def posterior_predictive(fitted: FittedBnn, seed: int = PPC_SEED) -> xr.DataTree
     )
 
 
-def loo(fitted: FittedBnn) -> dict | None:
-    """PSIS-LOO on the training data, or None if the pointwise log-likelihood was not stored.
+def loo_data(fitted: FittedBnn) -> ELPDData | None:
+    """PSIS-LOO on the training data as ArviZ's pointwise ELPDData (what `arviz_stats.compare`
+    takes), or None if the pointwise log-likelihood was not stored.
 
     VI runs use the approximate-posterior correction (log p - log q of each draw), since draws
     from q are not draws from the posterior.
@@ -175,16 +177,32 @@ def loo(fitted: FittedBnn) -> dict | None:
     if LOG_LIKELIHOOD not in fitted.trace.children:
         return None
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # high k is reported below, not as a warning
+        warnings.simplefilter("ignore")  # high k is reported by the callers, not as a warning
         if has_approximation(fitted):
             densities = importance_densities(fitted)
-            result = azs.loo_approximate_posterior(
+            return azs.loo_approximate_posterior(
                 fitted.trace, densities.log_p, densities.log_q, pointwise=True
             )
-        else:
-            result = azs.loo(fitted.trace, pointwise=True)
+        return azs.loo(fitted.trace, pointwise=True)
+
+
+def pareto_k_counts(result: ELPDData) -> dict[str, int]:
+    """Training points per band of Pareto k: good, bad (above ArviZ's threshold), very bad."""
     k = np.asarray(result.pareto_k).ravel()
     good = float(result.good_k)
+    return {
+        f"good (k <= {good:.2f})": int(np.sum(k <= good)),
+        f"bad ({good:.2f} < k <= 1)": int(np.sum((k > good) & (k <= 1))),
+        "very bad (k > 1)": int(np.sum(k > 1)),
+    }
+
+
+def loo(fitted: FittedBnn) -> dict | None:
+    """PSIS-LOO on the training data (`loo_data`) as plain numbers, or None if the pointwise
+    log-likelihood was not stored."""
+    result = loo_data(fitted)
+    if result is None:
+        return None
     return {
         "elpd_loo": float(result.elpd),
         "se": float(result.se),
@@ -193,13 +211,9 @@ def loo(fitted: FittedBnn) -> dict | None:
         "n": int(result.n_data_points),
         "n_samples": int(result.n_samples),
         "approximate_posterior_correction": has_approximation(fitted),
-        "k_threshold": good,
-        "k_counts": {
-            f"good (k <= {good:.2f})": int(np.sum(k <= good)),
-            f"bad ({good:.2f} < k <= 1)": int(np.sum((k > good) & (k <= 1))),
-            "very bad (k > 1)": int(np.sum(k > 1)),
-        },
-        "pareto_k": k.tolist(),
+        "k_threshold": float(result.good_k),
+        "k_counts": pareto_k_counts(result),
+        "pareto_k": np.asarray(result.pareto_k).ravel().tolist(),
         "elpd_i": np.asarray(result.elpd_i).ravel().tolist(),
     }
 

@@ -152,3 +152,59 @@ def prior_summary(folder: Path, summary: dict) -> str:
         f"{format_number(prior_f['q95'])} (5% to 95% of draws), "
         f"{prior_f['below_observed']:.0%} of draws below the observed"
     )
+
+
+def comparison_text(numbers: dict) -> str:
+    """What `pmbnn compare` prints, from `Comparison.to_dict()`: ArviZ's compare table, the
+    test rows' comparison (or why there is none), and the Pareto k warnings."""
+    runs = numbers["runs"]
+    lines = [
+        f"pmbnn compare: {len(runs)} runs of {numbers['target']} on the same "
+        f"{numbers['n_train']} training rows, best first by PSIS-LOO",
+        "  (elpd_loo: the sum over those rows of log p(y_i | the other rows), higher is better;",
+        "  elpd_diff, dse: paired difference to the best run and its SE; weight: "
+        f"{numbers['weights']})",
+    ]
+    header = ["rank", "run", "method", "family", "elpd_loo", "se", "p_loo", "elpd_diff"]
+    header += ["dse", "weight", "Pareto k > t"]
+    rows = [_loo_row(run) for run in runs]
+    lines += _aligned([header, *rows], left={1, 2, 3})
+    test = numbers["test"]
+    if test is None:
+        lines.append(numbers["test_note"])
+    else:
+        lines += [
+            f"test rows: {test['n']}, the same in every run",
+            "  (elpd: log p(y_i | training rows) summed over them; elpd_diff, dse: paired "
+            "difference to",
+            "  the best run on them and its SE; lpd: mean per row, as 'pmbnn evaluate' gives)",
+        ]
+        header = ["run", "elpd", "elpd_diff", "dse", "lpd"]
+        rows = [
+            [run["run"], *(f"{run[key]:.2f}" for key in header[1:4]), f"{run['lpd']:.4f}"]
+            for run in test["runs"]
+        ]
+        lines += _aligned([header, *rows], left={0})
+    lines += [f"note: {note}" for note in numbers["notes"]]
+    lines += [f"warning: {warning}" for warning in numbers["warnings"]]
+    return "\n".join(lines)
+
+
+def _loo_row(run: dict) -> list[str]:
+    numbers = [f"{run[key]:.2f}" for key in ("elpd_loo", "se", "p_loo", "elpd_diff", "dse")]
+    high_k = f"{run['high_k']} (t = {run['k_threshold']:.2f})"
+    return [str(run["rank"]), run["run"], run["method"], run["family"], *numbers,
+            f"{run['weight']:.2f}", high_k]  # fmt: skip
+
+
+def _aligned(rows: list[list[str]], left: set[int]) -> list[str]:
+    """Rows of cells as lines of columns: left-aligned where `left` says, else right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  "
+        + "  ".join(
+            cell.ljust(width) if i in left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,15 +96,19 @@ def test_differences_are_called_only_beyond_two_standard_errors():
     assert rows["C (published, best)"] == "-0.300 (worse)"  # 0.3 > 2 x 0.05
 
 
-def test_parallel_workers_reproduce_a_direct_fit(bench_run, uci_dir, tiny_spec):
-    """Each split in a worker (compiled once, data swapped) equals a fresh in-process fit."""
+def test_cluster_workers_reproduce_serial_fits(bench_run, uci_dir, tiny_spec):
+    """Each split on a 2-worker LocalCluster (compiled once per worker, data swapped) equals
+    a fresh serial in-process fit."""
     _, summary = bench_run
+    assert summary["workers"] == 2
     data = load_uci(uci_dir, "yacht")
-    train, test = split_rows(uci_dir, "yacht", 2)
-    spec = tiny_spec.with_overrides(inference={"method": "advi", "seed": 2})  # seed + split
-    _, metrics = fit_split(spec, data, train, test)
-    assert summary["splits"][2]["rmse"] == pytest.approx(metrics.test.rmse, rel=1e-9)
-    assert summary["splits"][2]["test_ll"] == pytest.approx(metrics.test.lpd, rel=1e-9)
+    refitter = Refitter()  # serial: one process, one compiled model, splits in order
+    for split in range(SPLITS):
+        train, test = split_rows(uci_dir, "yacht", split)
+        spec = tiny_spec.with_overrides(inference={"method": "advi", "seed": split})
+        _, metrics = fit_split(spec, data, train, test, refitter=refitter)
+        assert summary["splits"][split]["rmse"] == pytest.approx(metrics.test.rmse, rel=1e-9)
+        assert summary["splits"][split]["test_ll"] == pytest.approx(metrics.test.lpd, rel=1e-9)
 
 
 def test_interrupted_bench_resumes(bench_run):
@@ -212,3 +222,87 @@ def test_refitting_nuts_on_swapped_data_is_reproducible(uci_dir, tiny_spec):
         assert fitted.trace["observed_data"]["y"].size == len(train)  # the new split's rows
         results.append(metrics.test.rmse)
     assert results[1] == results[2] and results[0] != results[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A scheduler and two single-threaded workers, each its own process, started by the
+    `dask` command as a cluster's administrator would; all stopped at the end."""
+    dask = str(Path(sys.executable).parent / "dask")
+    address_file = tmp_path / "scheduler.json"
+    log = (tmp_path / "cluster.log").open("w")
+    scheduler = [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
+    processes = [subprocess.Popen([*scheduler, "--scheduler-file", str(address_file)],
+                                  stdout=log, stderr=log)]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not address_file.is_file():
+            assert time.monotonic() < deadline, "the scheduler did not start"
+            time.sleep(0.2)
+        address = json.loads(address_file.read_text())["address"]
+        for name in ("worker-a", "worker-b"):
+            worker = [dask, "worker", address, "--nthreads", "1", "--no-nanny", "--name", name]
+            processes.append(subprocess.Popen(worker, stdout=log, stderr=log))
+        yield address
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def test_bench_on_a_scheduler_survives_a_killed_worker(dask_cluster, uci_dir, tiny_spec, tmp_path):
+    """--scheduler: the splits run on the cluster's workers; one worker SIGKILLed while
+    fitting a split loses nothing and duplicates nothing (Dask reruns the task elsewhere)."""
+    from distributed import Client
+
+    (tmp_path / "spec.toml").write_text(tiny_spec.to_toml())
+    out = tmp_path / "results"
+    with Client(dask_cluster, timeout="30s") as watcher:
+        watcher.wait_for_workers(2, timeout=60)
+        pids = watcher.run(os.getpid)
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "pmbnn", "bench", "uci", "--dataset", "yacht", "--uci-dir",
+             str(uci_dir), "--spec", str(tmp_path / "spec.toml"), "--out", str(out),
+             "--scheduler", dask_cluster],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=os.environ | {"CI": "true"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (busy := [a for a, keys in watcher.processing().items() if keys]):
+            assert bench.poll() is None, bench.communicate()
+            assert time.monotonic() < deadline, "no split was ever sent to a worker"
+            time.sleep(0.05)
+        os.kill(pids[busy[0]], signal.SIGKILL)
+        stdout, stderr = bench.communicate(timeout=300)
+        assert "uci-yacht-advi" in stdout  # the summary was printed
+        assert len(watcher.scheduler_info()["workers"]) == 1  # the killed one is gone
+    assert bench.returncode == 0, stderr
+    stored = strict_json((out / "uci-yacht-advi.json").read_text())
+    assert [row["split"] for row in stored["splits"]] == [0, 1, 2]
+    assert sorted(p.name for p in (out / ".uci-yacht-advi").glob("split-*")) == [
+        "split-0.json", "split-1.json", "split-2.json"]  # fmt: skip
+    assert "Traceback" not in stderr
+
+
+def test_an_unreachable_scheduler_fails_fast_with_one_line(uci_dir, capsys, tmp_path):
+    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    started = time.monotonic()
+    code, _, err = run_cli(
+        capsys, "bench", "uci", "--dataset", "yacht", "--uci-dir", str(uci_dir), "--splits",
+        "0", "--out", str(tmp_path / "results"), "--scheduler", address,
+    )  # fmt: skip
+    assert time.monotonic() - started < 30  # the connect timeout, not Dask's default minutes
+    assert_usage_error(code, err, f"cannot reach the Dask scheduler at {address}")
+    assert list(tmp_path.iterdir()) == []  # nothing written

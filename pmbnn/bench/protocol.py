@@ -9,7 +9,6 @@ different spec is refused rather than mixed in.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tomllib
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from pmbnn.bench.results import summarize, write_results
 from pmbnn.bench.workers import run_pending
+from pmbnn.cluster import default_workers
 from pmbnn.errors import PmbnnError
 from pmbnn.files import exclusive, replace_file
 from pmbnn.interrupts import CompletedBeforeInterrupt
@@ -85,10 +85,17 @@ def make_bench(
     return UciBench(dataset, method, chosen, Path(uci_dir), Path(out_dir), spec)
 
 
-def run_bench(bench: UciBench, workers: int | None = None, progress: bool = False) -> dict:
+def run_bench(
+    bench: UciBench,
+    workers: int | None = None,
+    progress: bool = False,
+    scheduler: str | None = None,
+) -> dict:
     """Fit every requested split not already done, then write and return the summary.
 
-    One bench at a time per work folder: a second one is refused (exit 2), not mixed in.
+    The fits run on the Dask cluster at `scheduler` (or Dask's configured one), else on a
+    local cluster of `workers` processes (default: one per free core). One bench at a time
+    per work folder: a second one is refused (exit 2), not mixed in.
     """
     with exclusive(bench.work_dir):
         _check_results_are_ours(bench)
@@ -96,13 +103,9 @@ def run_bench(bench: UciBench, workers: int | None = None, progress: bool = Fals
         try:
             _prepare_work_dir(bench)
             pending = [s for s in bench.splits if not _split_file(bench, s).is_file()]
-            cores = os.cpu_count() or 1
-            if workers is None:  # NUTS runs its chains in parallel itself
-                per_fit = bench.spec.inference.chains if bench.method == "nuts" else 1
-                workers = max(1, cores // per_fit)
-            workers = max(1, min(workers, len(pending) or 1))
+            workers = min(workers or default_workers(bench.spec, len(pending)), len(pending) or 1)
             if pending:
-                run_pending(
+                workers = run_pending(
                     bench.spec,
                     bench.uci_dir,
                     bench.dataset,
@@ -110,6 +113,7 @@ def run_bench(bench: UciBench, workers: int | None = None, progress: bool = Fals
                     pending,
                     workers,
                     progress,
+                    scheduler,
                 )
         except BaseException as exc:
             finished = len(list(bench.work_dir.glob("split-*.json")))

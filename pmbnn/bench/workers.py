@@ -1,29 +1,23 @@
-"""The worker processes of a bench: one model compiled per process, refitted split after split.
+"""What a bench fits and keeps per split, on the cluster (`pmbnn.cluster`).
 
-A pool of spawned interpreters (no forked PyTensor or thread state); each worker dies with the
-bench, and an interrupted bench stops them at once rather than waiting for their fits.
+Each split is one `FitTask` with its own seed; the worker returns the split's record (scores,
+learned scales, divergences, diagnose's verdict) and the client writes split-K.json as it
+arrives, atomically, so an interrupted or retried bench keeps each finished split once.
 """
 
 from __future__ import annotations
 
-import os
 import time
-import tomllib
-import warnings
-from collections.abc import Iterable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from multiprocessing import active_children, get_context
 from pathlib import Path
 
 import xarray as xr
 from xarray import DataTree
 
 from pmbnn import jsontext
-from pmbnn.errors import DataWarning
+from pmbnn.cluster import FitTask, connect, run_fits
+from pmbnn.evaluation import Metrics
 from pmbnn.files import replace_file
 from pmbnn.fitted import FittedBnn
-from pmbnn.interrupts import die_with_parent
-from pmbnn.pipeline import Refitter, fit_split
 from pmbnn.spec import Spec
 from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, SAMPLE_DIMS, SAMPLE_STATS
 from pmbnn.uci import load_uci, split_rows
@@ -37,59 +31,47 @@ def run_pending(
     pending: list[int],
     workers: int,
     progress: bool,
-) -> None:
-    """Fit the pending splits in `workers` processes, each writing split-K.json when done."""
-    context = get_context("spawn")  # fresh interpreters: no forked PyTensor or thread state
-    arguments = (os.getpid(), spec.to_toml(), str(uci_dir), dataset, str(work_dir))
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=arguments
-    )
-    children_before = set(active_children())
-    try:
-        futures = [pool.submit(_fit_split, split) for split in pending]
-        done: Iterable[Future[dict]] = as_completed(futures)
-        if progress:
-            from rich.progress import track
+    scheduler: str | None = None,
+) -> int:
+    """Fit the pending splits on the cluster, writing split-K.json as each one finishes;
+    returns how many workers the cluster had."""
+    data = load_uci(uci_dir, dataset)
+    tasks = []
+    for split in pending:
+        train, test = split_rows(uci_dir, dataset, split)
+        # Each split has its own seed, so splits are independent replications.
+        seeded = spec.with_overrides(inference={"seed": spec.inference.seed + split})
+        tasks.append(FitTask(f"split-{split}", seeded, train, test))
 
-            done = track(
-                done,
-                total=len(futures),
-                description=f"uci-{dataset}-{spec.inference.method}",
-                console=None,
-            )
-        for future in done:
-            future.result()  # a failed split stops the bench with its error
-    except BaseException:
-        # Stop at once: the running fits are abandoned (finished splits are kept), not waited for.
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in set(active_children()) - children_before:
-            worker.terminate()
-        pool.shutdown()  # returns at once now; releases the pool's pipes and locks
-        raise
-    pool.shutdown()
+    def keep(task: FitTask, record: dict) -> None:
+        split = int(task.name.removeprefix("split-"))
+        replace_file(work_dir / f"{task.name}.json", jsontext.dumps({"split": split} | record))
+
+    description = f"uci-{dataset}-{spec.inference.method}" if progress else None
+    with connect(scheduler, workers) as client:
+        run_fits(client, data, tasks, split_record, keep, description)
+        return len(client.scheduler_info()["workers"])
 
 
-_WORKER: dict = {}
-
-
-def _init_worker(parent: int, spec_toml: str, uci_dir: str, dataset: str, work_dir: str) -> None:
-    """Per process, once: the data and spec, and quiet logs."""
-    import logging
-
-    die_with_parent(parent)  # a bench killed outright leaves no worker running on
-
-    import pymc  # noqa: F401  (sets its logger on import)
-
-    logging.getLogger("pymc").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore", DataWarning)  # constant columns are part of the protocol
-    warnings.simplefilter("ignore", RuntimeWarning)
-    _WORKER.update(
-        spec=Spec.model_validate(tomllib.loads(spec_toml)),
-        data=load_uci(uci_dir, dataset),
-        uci_dir=uci_dir,
-        dataset=dataset,
-        work_dir=Path(work_dir),
-        refitter=Refitter(),  # compiled on the first split, reused for the rest
+def split_record(fitted: FittedBnn, metrics: Metrics) -> dict:
+    """A split's scores, how long it took, where the scales went, and whether to trust it."""
+    started = time.perf_counter()
+    scores = metrics.test
+    assert scores is not None  # every UCI split has test rows
+    diagnosis = _diagnosis(fitted)
+    seconds = sum(fitted.meta["timings_s"].values()) + time.perf_counter() - started
+    return (
+        {
+            "rmse": scores.rmse,
+            "test_ll": scores.lpd,
+            "seconds": round(seconds, 2),
+            "coverage_90": scores.coverage_90,
+            "n_train": metrics.train.n,
+            "n_test": scores.n,
+        }
+        | _learned_scales(fitted.posterior)
+        | _divergences(fitted.trace)
+        | diagnosis
     )
 
 
@@ -119,30 +101,3 @@ def _diagnosis(fitted: FittedBnn) -> dict[str, object]:
     diagnosis = diagnose(fitted)
     flagged = {c.name: c.verdict.value for c in diagnosis.checks if c.verdict in (WARN, FAIL)}
     return {"verdict": diagnosis.verdict.value, "flagged_checks": flagged}
-
-
-def _fit_split(split: int) -> dict:
-    spec: Spec = _WORKER["spec"]
-    # Each split has its own seed, so splits are independent replications.
-    spec = spec.with_overrides(inference={"seed": spec.inference.seed + split})
-    train, test = split_rows(_WORKER["uci_dir"], _WORKER["dataset"], split)
-    started = time.perf_counter()
-    fitted, metrics = fit_split(spec, _WORKER["data"], train, test, refitter=_WORKER["refitter"])
-    scores = metrics.test
-    assert scores is not None  # every UCI split has test rows
-    result = (
-        {
-            "split": split,
-            "rmse": scores.rmse,
-            "test_ll": scores.lpd,
-            "seconds": round(time.perf_counter() - started, 2),
-            "coverage_90": scores.coverage_90,
-            "n_train": metrics.train.n,
-            "n_test": scores.n,
-        }
-        | _learned_scales(fitted.posterior)
-        | _divergences(fitted.trace)
-        | _diagnosis(fitted)
-    )
-    replace_file(_WORKER["work_dir"] / f"split-{split}.json", jsontext.dumps(result))
-    return result

@@ -1,0 +1,132 @@
+"""sweep: a grid of spec settings x seeds x folds on a Dask cluster, scored and resumable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pmbnn.data import load_dataset
+from pmbnn.errors import PmbnnError
+from pmbnn.pipeline import Refitter, fit_split
+from pmbnn.spec import load_builtin_spec
+from pmbnn.sweep import Plan, parse_grid, parse_seeds, run_sweep
+from pmbnn.sweep.grid import load_folds, point_spec
+from tests.helpers import assert_usage_error, run_cli, strict_json
+
+GRID = ["prior.weight_scale=0.5,2"]
+
+
+@pytest.fixture(scope="module")
+def base_spec(tmp_path_factory):
+    """The built-in example as a table, a network of 4 units and a short ADVI."""
+    spec = load_builtin_spec("sine-gap").with_overrides(
+        network={"hidden": [4]}, inference={"method": "advi", "iterations": 1500, "draws": 100}
+    )
+    data = load_dataset(spec.data, spec.inference.seed)
+    path = tmp_path_factory.mktemp("sweep-data") / "sine.csv"
+    np.savetxt(path, np.c_[data.x, data.y], delimiter=",", header="x,y", comments="")
+    return spec.with_overrides(data={"path": str(path), "target": "y"})
+
+
+@pytest.fixture(scope="module")
+def sweep_run(base_spec, tmp_path_factory):
+    plan = Plan(base_spec, parse_grid(GRID, base_spec), [0], folds=2)
+    out = tmp_path_factory.mktemp("sweep") / "out"
+    return plan, out, run_sweep(plan, out, workers=2)
+
+
+def test_points_are_the_mean_of_serial_fits_on_the_same_folds(sweep_run):
+    """Each point's score on a 2-worker LocalCluster equals the mean of the same fits run
+    serially in this process (to 1e-9), and the best point is the one with the highest."""
+    plan, _, summary = sweep_run
+    data, folds = load_folds(plan)
+    assert len(folds) == 2 and sorted(np.concatenate([t for _, t in folds])) == list(
+        range(len(data.y))
+    )  # every row held out once
+    means = []
+    for point in plan.points():
+        refitter = Refitter()
+        spec = point_spec(plan, point, 0)
+        lpd = [fit_split(spec, data, tr, te, refitter=refitter)[1].test.lpd for tr, te in folds]
+        means.append(np.mean(lpd))
+    stored = [p["lpd"]["mean"] for p in summary["points"]]
+    np.testing.assert_allclose(stored, means, rtol=1e-9)
+    assert summary["best"]["point"] == int(np.argmax(means))
+    best = summary["points"][summary["best"]["point"]]
+    assert best["lpd_diff_to_best"] == {"mean": 0.0, "se": 0.0}
+    assert [p["settings"] for p in summary["points"]] == [
+        {"prior.weight_scale": 0.5}, {"prior.weight_scale": 2}]  # fmt: skip
+
+
+def test_results_are_json_and_markdown(sweep_run):
+    _, out, summary = sweep_run
+    assert strict_json((out / "sweep.json").read_text()) == json.loads(json.dumps(summary))
+    table = (out / "sweep.md").read_text()
+    assert "| prior.weight_scale | test LPD | RMSE | 90% cover. | LPD - best |  |" in table
+    assert table.count("| best |") == 1
+    assert all(p["replicates"] == 2 and p["lpd"]["se"] is not None for p in summary["points"])
+
+
+def test_an_interrupted_sweep_resumes(sweep_run):
+    plan, out, summary = sweep_run
+    tasks = out / "tasks"
+    kept = tasks / "point-0-seed-0-fold-0.json"
+    before = kept.stat().st_mtime_ns
+    (tasks / "point-1-seed-0-fold-1.json").unlink()  # as if interrupted before it finished
+    again = run_sweep(plan, out, workers=1)
+    assert kept.stat().st_mtime_ns == before  # finished fits are not refitted
+    assert again["points"][1]["lpd"]["mean"] == pytest.approx(
+        summary["points"][1]["lpd"]["mean"], rel=1e-9
+    )
+    other = Plan(plan.spec, parse_grid(["prior.weight_scale=1"], plan.spec), [0], folds=2)
+    with pytest.raises(PmbnnError, match="holds a sweep of another grid"):
+        run_sweep(other, out)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["network.hidden=[50],[100,100]"], {"network.hidden": [[50], [100, 100]]}),
+        (["prior.weight_scale=0.5,1", "inference.method=advi,nuts"],
+         {"prior.weight_scale": [0.5, 1], "inference.method": ["advi", "nuts"]}),
+        (["network.activation=tanh", "prior.fan_in=true,false"],
+         {"network.activation": ["tanh"], "prior.fan_in": [True, False]}),
+    ],
+)  # fmt: skip
+def test_grid_values_are_read_as_toml_or_words(arguments, expected):
+    assert parse_grid(arguments, load_builtin_spec("sine-gap")) == expected
+
+
+@pytest.mark.parametrize(
+    ("argument", "fragments"),
+    [
+        ("prior.wieght_scale=1", ["unknown key [prior].wieght_scale", "allowed keys: kind"]),
+        ("inference.method=sgd", ["[inference].method = 'sgd' is not allowed",
+                                  "expected 'advi', 'fullrank_advi' or 'nuts'"]),
+        ("prior.weight_scale=-1", ["--grid prior.weight_scale=-1", "greater than 0"]),
+        ("priors.weight_scale=1", ["'priors.weight_scale' is not a spec key", "network, prior"]),
+        ("data.path=a.csv", ["cannot vary data.path", "--data"]),
+        ("inference.seed=1,2", ["--seeds"]),
+        ("network.hidden=[50,", ["unclosed bracket"]),
+        ("network.hidden", ["write KEY=V1,V2"]),
+    ],
+)  # fmt: skip
+def test_an_invalid_grid_names_the_key_and_what_is_allowed(argument, fragments, capsys, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "sweep", "sine-gap", "--grid", argument, "--out", str(out))
+    assert_usage_error(code, err, *fragments)
+    assert not out.exists()
+
+
+def test_seeds_and_fold_counts(base_spec, tmp_path, capsys):
+    assert parse_seeds("0-2,5", base_spec) == [0, 1, 2, 5]
+    assert parse_seeds(None, base_spec) == [base_spec.inference.seed]
+    code, _, err = run_cli(capsys, "sweep", "sine-gap", "--grid", *GRID, "--folds", "500",
+                           "--out", str(tmp_path / "out"))  # fmt: skip
+    assert_usage_error(code, err, "120 rows cannot make 500 folds")
+    code, _, err = run_cli(capsys, "sweep", "sine-gap", "--grid", *GRID, "--folds", "0")
+    assert_usage_error(code, err, "--folds must be at least 1")
+    assert list(Path(tmp_path).iterdir()) == []
