@@ -221,6 +221,20 @@ def run_io() -> str:
     return stamp + _markdown(["", "pmbnn", "plain xarray / json", "ratio"], rows)
 
 
+def scaling() -> str:
+    """benchmarks/scaling.py: the bench's wall time by Dask worker processes."""
+    result = json.loads((RESULTS / "scaling.json").read_text())
+    rows = [[str(r["workers"]), f"{r['wall_s'] / 60:.1f} min", f"{r['fit_s_total'] / 60:.1f} min",
+             f"{r['speedup']:.2f}x", f"{r['test_ll_mean']:.4f}"]
+            for r in result["runs"]]  # fmt: skip
+    same = "identical" if result["same_numbers"] else "NOT identical"
+    return (
+        _markdown(["workers", "wall time", "sum of fit times", "speed-up", "test LL"], rows)
+        + f"\n{result['dataset']}, {result['method']}, splits {result['splits']}; numbers {same} "
+        f"across worker counts; {result['date']}, {result['machine']}.\n"
+    )
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "prior-predictive": prior_predictive,
     "uci-test-ll": uci_test_ll,
@@ -231,6 +245,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "uci-nuts-wide": uci_nuts_wide,
     "perf": perf,
     "run-io": run_io,
+    "scaling": scaling,
 }
 
 

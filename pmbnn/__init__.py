@@ -9,6 +9,7 @@ predict with the uncertainty split into epistemic and aleatoric parts::
     prediction = fitted.predict(x_new)  # a DataFrame (by column name) or an array
     prediction.mean, prediction.sd_epistemic, prediction.sd_aleatoric, prediction.quantiles
     pmbnn.save_run(fitted, metrics, "runs/mine")
+    pmbnn.predict_parquet("runs/mine", "big.parquet", "preds.parquet")  # out of core, on Dask
     pmbnn.diagnose(pmbnn.load_run("runs/mine")).verdict
     pmbnn.compare_runs(["runs/mine", "runs/other"]).table  # PSIS-LOO, ArviZ's compare
     pmbnn.prior_predictive(spec).summary()  # what the prior implies, before any fit
@@ -42,6 +43,7 @@ __all__ = [
     "fit",
     "load_run",
     "load_spec",
+    "predict_parquet",
     "prior_predictive",
     "save_run",
 ]
@@ -66,6 +68,7 @@ _HOMES = {
     "fit": "pmbnn.pipeline",
     "load_run": "pmbnn.run",
     "load_spec": "pmbnn.spec",
+    "predict_parquet": "pmbnn.batch_predict",
     "prior_predictive": "pmbnn.prior_predictive",
     "save_run": "pmbnn.run",
 }
@@ -84,6 +87,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from pmbnn.batch_predict import predict_parquet
     from pmbnn.compare import Comparison, compare_runs
     from pmbnn.diagnostics import Diagnosis, Thresholds, diagnose
     from pmbnn.errors import MissingExtraError, PmbnnError

@@ -82,10 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="predict new inputs with a fitted run")
     predict.add_argument("run", type=Path, help="a run folder written by 'pmbnn fit'")
     predict.add_argument(
-        "--data", required=True, help="table (.csv, .tsv, .parquet, .npz) with the run's inputs"
+        "--data",
+        required=True,
+        help="table (.csv, .tsv, .parquet, .npz) with the run's inputs, or a folder of Parquet "
+        "part files (a dataset larger than memory)",
     )
-    predict.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    predict.add_argument(
+        "--out",
+        type=Path,
+        help="CSV file to write (default: standard output); NAME.parquet: predict out of core "
+        "on a Dask cluster into a folder of Parquet part files, rows in the input's order",
+    )
     predict.add_argument("--force", action="store_true", help="replace --out if pmbnn wrote it")
+    _add_cluster_options(predict)
 
     evaluate = commands.add_parser(
         "evaluate", help="score a fitted run on a table with the target (RMSE, LPD, coverage)"

@@ -209,22 +209,47 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _predict(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.batch_predict import is_out_of_core
     from pmbnn.data import numeric_columns
     from pmbnn.files import Destination
     from pmbnn.predict import PREDICTIONS
     from pmbnn.run import load_run
     from pmbnn.tables import read_table
 
+    if is_out_of_core(args.out, args.data):
+        return _predict_out_of_core(args, progress)
+    if args.scheduler is not None or args.workers is not None:
+        raise PmbnnError(
+            "--scheduler and --workers are for out-of-core prediction: give --out NAME.parquet"
+        )
     fitted = load_run(args.run)
     x = numeric_columns(read_table(args.data), fitted.feature_names, args.data, "predict")
     if args.out is None:
-        fitted.predict(x).to_frame().to_csv(sys.stdout, index=False)
+        fitted.predict_frame(x).to_csv(sys.stdout, index=False)
         return 0
     with Destination(args.out, PREDICTIONS, args.force, [args.data, args.run]) as destination:
-        table = fitted.predict(x).to_frame()
+        table = fitted.predict_frame(x)
         destination.write(lambda path: table.to_csv(path, index=False))
     with interrupts.deferred(f"{args.out} was written completely"):
         print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _predict_out_of_core(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.batch_predict import predict_parquet
+
+    written = predict_parquet(
+        args.run,
+        args.data,
+        args.out,
+        force=args.force,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=progress,
+    )
+    with interrupts.deferred(f"{args.out} was written completely"):
+        parts = f"{written.parts} part file" + ("s" if written.parts != 1 else "")
+        print(f"wrote {written.rows} predictions to {args.out} ({parts})", file=sys.stderr)
     return 0
 
 

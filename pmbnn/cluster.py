@@ -10,6 +10,7 @@ process keeps the models it compiled (`Refitter`) for the tasks that follow.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import sys
 import threading
@@ -26,6 +27,7 @@ from pmbnn.data import Dataset
 from pmbnn.errors import DataWarning, PmbnnError
 from pmbnn.evaluation import Metrics
 from pmbnn.fitted import FittedBnn
+from pmbnn.interrupts import die_with_parent
 from pmbnn.pipeline import Refitter, fit_split
 from pmbnn.spec import Spec
 
@@ -79,6 +81,8 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Client]:
             silence_logs=logging.ERROR,
         )
         client = Client(cluster)
+        # A command killed outright (SIGKILL) takes its local workers with it.
+        client.run(die_with_parent, os.getpid())
     try:
         if "dashboard" in client.scheduler_info().get("services", {}):
             print(f"pmbnn: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
@@ -128,8 +132,6 @@ def run_fits(
 def default_workers(spec: Spec, tasks: int) -> int:
     """One local worker per free core, NUTS's chains each taking a core, never more workers
     than tasks."""
-    import os
-
     per_fit = spec.inference.chains if spec.inference.method == "nuts" else 1
     return max(1, min((os.cpu_count() or 1) // per_fit, tasks))
 

@@ -40,6 +40,7 @@ class OutputKind:
     name: str
     folder: bool = True
     is_ours: Callable[[Path], bool] | None = None
+    manifest: str = MANIFEST  # a folder's manifest file (HIDDEN_MANIFEST in a Parquet dataset)
 
 
 class Destination:
@@ -79,7 +80,7 @@ class Destination:
         try:
             fill(self.staging)
             if self.kind.folder:
-                write_manifest(self.staging, self.kind.name)
+                write_manifest(self.staging, self.kind.name, self.kind.manifest)
             _sync(self.staging)
         except OSError as exc:
             raise _write_error(self.path, exc) from None
@@ -148,10 +149,10 @@ class Destination:
         if not self.kind.folder:
             return self.kind.is_ours is not None and self.kind.is_ours(path)
         try:
-            verify(path, self.kind.name)
+            verify(path, self.kind.name, self.kind.manifest)
         except PmbnnError:
             return False
-        return foreign_entries(path, self.kind.name) == []
+        return foreign_entries(path, self.kind.name, self.kind.manifest) == []
 
     def _check_replaceable(self) -> None:
         path = self.path
@@ -177,9 +178,9 @@ class Destination:
             return f"is a file, not a pmbnn {kind.name} folder"
         if kind.is_ours is not None and kind.is_ours(path):
             return None  # written by a pmbnn from before manifests
-        foreign = foreign_entries(path, kind.name)
+        foreign = foreign_entries(path, kind.name, kind.manifest)
         if foreign is None:
-            return f"is not a pmbnn {kind.name} (no valid {MANIFEST} of one)"
+            return f"is not a pmbnn {kind.name} (no valid {kind.manifest} of one)"
         if foreign:
             return f"holds files pmbnn did not write ({', '.join(foreign[:5])})"
         return None

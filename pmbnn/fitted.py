@@ -7,6 +7,8 @@ that just built them), so a reloaded run is the same object as the one that was 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -16,8 +18,9 @@ from pmbnn.data import Standardizer, numeric_columns
 from pmbnn.errors import PmbnnError
 from pmbnn.families import ClassPrediction, Family, Prediction, PredictiveDraws, family_of
 from pmbnn.families.base import NetworkOutputs, lpd
+from pmbnn.families.summaries import first_rows, joined
 from pmbnn.model import BnnModel, build_model
-from pmbnn.predict import DEFAULT_LEVELS, NetworkFunction
+from pmbnn.predict import DEFAULT_LEVELS, NetworkFunction, padded
 from pmbnn.spec import Spec
 from pmbnn.trace import (
     CONSTANT_DATA,
@@ -141,7 +144,11 @@ class FittedBnn:
     def distribution(self, x: pd.DataFrame | np.ndarray) -> PredictiveDraws:
         """The target's conditional distribution for every posterior draw and row of x, in
         the target's original units: what every prediction, score and check is computed from."""
-        outputs = self.network(self.posterior, self.scaler.x(self.input_matrix(x)))
+        return self._draws(self.scaler.x(self.input_matrix(x)))
+
+    def _draws(self, inputs: np.ndarray) -> PredictiveDraws:
+        """`distribution` of inputs already standardized."""
+        outputs = self.network(self.posterior, inputs)
         scaler = self.scaler
         return self.family.draws(
             NetworkOutputs(outputs, self.posterior, scaler.y_mean, scaler.y_scale, self.classes)
@@ -158,18 +165,53 @@ class FittedBnn:
     ) -> Prediction | ClassPrediction:
         """The predictive summaries of each row of x (see `input_matrix`): mean, sds and
         interval bounds, or class probabilities and entropies for a classifier."""
-        draws = self.distribution(x)
-        prediction = draws.summarize(levels, self.network_draws(draws))
-        finite = prediction.finite_rows()
-        if not finite.all():
-            row = int(np.argmin(finite))
-            distance = np.abs(self.scaler.x(self.input_matrix(x)[row])).max()
-            raise PmbnnError(
-                f"the prediction for input row {row} (counting from 0) is not finite (the "
-                f"input is {distance:.3g} training sds from the training mean): an input that "
-                "far, or a fit that diverged, overflows float64; nothing was written"
-            )
-        return prediction
+        parts, network = [], []
+        for summaries, draws, rows in self._blocks(x, levels):
+            parts.append(summaries)
+            network.append(draws.network[:, :rows])
+        function_draws = sample_dataarray(
+            np.concatenate(network, axis=1),
+            self.posterior,
+            draws.network_dims,
+            **draws.network_coords,
+        ).rename(FUNCTION)
+        return joined(parts, function_draws)
+
+    def predict_frame(
+        self, x: pd.DataFrame | np.ndarray, levels: tuple[float, ...] = DEFAULT_LEVELS
+    ) -> pd.DataFrame:
+        """``predict(x, levels).to_frame()``: the same numbers, holding the draws of one block
+        of rows at a time rather than of all of x (what ``pmbnn predict`` writes)."""
+        frames = [summaries.to_frame() for summaries, _, _ in self._blocks(x, levels)]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def _blocks(
+        self, x: pd.DataFrame | np.ndarray, levels: tuple[float, ...]
+    ) -> Iterator[tuple[Prediction | ClassPrediction, PredictiveDraws, int]]:
+        """The summaries of x's rows block by block, with each block's draws and how many of
+        its rows are x's.
+
+        Every block has the network's fixed number of rows, the last one padded, and is
+        summarized whole before the padding is dropped: every array has the same shape
+        whatever the number of rows, so a row's numbers are the same however x was cut
+        (predict.BLOCK_ELEMENTS says why).
+        """
+        inputs = self.scaler.x(self.input_matrix(x))
+        size = self.network.block_rows(self.posterior.sizes["chain"] * self.posterior.sizes["draw"])
+        for start in range(0, max(len(inputs), 1), size):
+            block = inputs[start : start + size]
+            draws = self._draws(padded(block, size))
+            summaries = first_rows(draws.summarize(levels), len(block))
+            finite = summaries.finite_rows()
+            if not finite.all():
+                row = int(np.argmin(finite))
+                raise PmbnnError(
+                    f"the prediction for input row {start + row} (counting from 0) is not "
+                    f"finite (the input is {np.abs(block[row]).max():.3g} training sds from the "
+                    "training mean): an input that far, or a fit that diverged, overflows "
+                    "float64; nothing was written"
+                )
+            yield summaries, draws, len(block)
 
     def log_predictive_density(self, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> np.ndarray:
         """Pointwise log p(y | x, data) in original units (class codes for a classifier),

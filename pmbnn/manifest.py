@@ -5,6 +5,9 @@ format version, and the size and sha256 of every other file. The manifest carrie
 of its own canonical text, so a change to any byte of any file, the manifest included, is
 detected; and a folder whose manifest lists every file in it is known to hold nothing a user
 put there, which is what lets ``--force`` replace it.
+
+A folder that other programs read as a whole (a Parquet dataset of predictions) names its
+manifest ``_manifest.json`` instead: Parquet readers skip files whose names begin with "_".
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from pmbnn.errors import PmbnnError
 
 MANIFEST = "manifest.json"
+HIDDEN_MANIFEST = "_manifest.json"  # in a Parquet dataset folder, which readers skip
 FORMAT_VERSION = 1
 WRITER = "pmbnn"
 _CHUNK = 1 << 20
@@ -38,11 +42,11 @@ def _checksum(content: dict) -> str:
     return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
-def write_manifest(folder: Path, kind: str) -> None:
-    """List every file in folder (flat: pmbnn writes no subfolders) in its manifest."""
+def write_manifest(folder: Path, kind: str, name: str = MANIFEST) -> None:
+    """List every file in folder (flat: pmbnn writes no subfolders) in its manifest, `name`."""
     from importlib.metadata import version
 
-    files = sorted(p for p in folder.iterdir() if p.name != MANIFEST)
+    files = sorted(p for p in folder.iterdir() if p.name != name)
     nested = [p.name for p in files if not p.is_file()]
     if nested:
         raise ValueError(f"manifests cover flat folders only; {folder} holds {nested}")
@@ -54,14 +58,14 @@ def write_manifest(folder: Path, kind: str) -> None:
         "files": {p.name: {"bytes": p.stat().st_size, "sha256": file_digest(p)} for p in files},
     }
     content["checksum"] = _checksum(content)
-    (folder / MANIFEST).write_text(_canonical(content))
+    (folder / name).write_text(_canonical(content))
 
 
-def read_manifest(folder: Path) -> dict:
+def read_manifest(folder: Path, name: str = MANIFEST) -> dict:
     """The folder's manifest, checked against itself; PmbnnError naming what is wrong."""
-    path = folder / MANIFEST
+    path = folder / name
     if not path.is_file():
-        raise PmbnnError(f"{folder} has no {MANIFEST}")
+        raise PmbnnError(f"{folder} has no {name}")
     text = path.read_bytes().decode("utf-8", errors="replace")
     try:
         content = json.loads(text, parse_constant=_not_json)
@@ -71,7 +75,7 @@ def read_manifest(folder: Path) -> dict:
         raise PmbnnError(f"{path} was not written by pmbnn")
     if text != _canonical(content) or content.get("checksum") != _checksum(content):
         raise PmbnnError(f"{path} was changed after pmbnn wrote it")
-    if not _well_formed(content):
+    if not _well_formed(content, name):
         raise PmbnnError(f"{path} does not describe a pmbnn output")
     return content
 
@@ -80,7 +84,7 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
 
-def _well_formed(content: dict) -> bool:
+def _well_formed(content: dict, manifest: str) -> bool:
     """The fields every manifest has, of the right types, naming plain files of the folder."""
     files = content.get("files")
     return (
@@ -90,7 +94,7 @@ def _well_formed(content: dict) -> bool:
         and all(
             isinstance(entry, dict)
             and Path(name).name == name
-            and name not in ("", ".", "..", MANIFEST)
+            and name not in ("", ".", "..", manifest)
             and isinstance(entry.get("bytes"), int)
             and isinstance(entry.get("sha256"), str)
             for name, entry in files.items()
@@ -98,9 +102,9 @@ def _well_formed(content: dict) -> bool:
     )
 
 
-def verify(folder: Path, kind: str) -> None:
+def verify(folder: Path, kind: str, name: str = MANIFEST) -> None:
     """Raise PmbnnError unless folder is a complete, unchanged pmbnn output of this kind."""
-    content = read_manifest(folder)
+    content = read_manifest(folder, name)
     if content["kind"] != kind:
         raise PmbnnError(f"{folder} is a pmbnn {content['kind']}, not a {kind}")
     if content["format_version"] != FORMAT_VERSION:
@@ -116,16 +120,16 @@ def verify(folder: Path, kind: str) -> None:
             raise PmbnnError(f"{path} was changed after pmbnn wrote it (its checksum differs)")
 
 
-def foreign_entries(folder: Path, kind: str) -> list[str] | None:
+def foreign_entries(folder: Path, kind: str, name: str = MANIFEST) -> list[str] | None:
     """Entries of folder that pmbnn did not write as a `kind`; None if it is not one at all.
 
     Used before replacing a folder: only one that pmbnn wrote, holding nothing else, may go.
     """
     try:
-        content = read_manifest(folder)
+        content = read_manifest(folder, name)
     except PmbnnError:
         return None
     if content["kind"] != kind:
         return None
-    listed = {MANIFEST, *content["files"]}
+    listed = {name, *content["files"]}
     return sorted(p.name for p in folder.iterdir() if p.name not in listed)

@@ -168,7 +168,7 @@ def bracketed_quantiles(
     (draws, inputs). The mixture's quantile lies between the smallest and the largest of its
     components' (every component CDF is below the level at the first, above at the second);
     Newton's method inside that shrinking bracket, bisecting where a step leaves it, stops
-    when every step is below `tolerance`: exact to floating point, no sampling noise.
+    each input at its first step below `tolerance`: exact to floating point, no sampling noise.
     """
     out = [np.empty(n_inputs) for _ in levels]
     for start in range(0, n_inputs, BLOCK_INPUTS):
@@ -177,6 +177,9 @@ def bracketed_quantiles(
             components = component_quantile(level, rows)
             low, high = components.min(axis=0), components.max(axis=0)
             q = 0.5 * (low + high)
+            # An input stops at its own first step below tolerance, not when the whole block
+            # has: its quantile is then the same whichever inputs share its block.
+            active = np.ones(len(q), dtype=bool)
             for _ in range(MAX_QUANTILE_STEPS):
                 excess = cdf(q, rows) - level
                 low, high = np.where(excess < 0, q, low), np.where(excess < 0, high, q)
@@ -184,9 +187,10 @@ def bracketed_quantiles(
                     proposal = q - excess / pdf(q, rows)
                 inside = (proposal > low) & (proposal < high)
                 proposal = np.where(inside, proposal, 0.5 * (low + high))
-                done = np.abs(proposal - q) <= tolerance
-                q = proposal
-                if done.all():
+                step = np.abs(proposal - q)
+                q = np.where(active, proposal, q)
+                active &= step > tolerance
+                if not active.any():
                     break
             out[k][rows] = q
     return out

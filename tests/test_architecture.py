@@ -17,7 +17,7 @@ LAYERS = {
     "model": 2,
     "inference": 3,
     "predict": 4, "fitted": 4, "evaluation": 4, "prior_predictive": 4,
-    "pipeline": 5, "run": 5, "uci": 5, "cluster": 5,
+    "pipeline": 5, "run": 5, "uci": 5, "cluster": 5, "batch_predict": 5,
     "vi_quality": 6, "diagnostics": 6, "predictive_checks": 6, "compare": 6,
     "report": 7, "text": 7, "bench": 7, "sweep": 7, "sklearn": 7, "cli": 7, "arguments": 7,
 }  # fmt: skip

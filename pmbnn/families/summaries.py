@@ -3,7 +3,8 @@ continuous and count targets, one for class labels. Data only; the families comp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,47 @@ class ClassPrediction:
 
     def finite_rows(self) -> np.ndarray:
         return np.isfinite(self.probabilities).all(axis=1)
+
+
+def first_rows[P: Prediction | ClassPrediction](prediction: P, n: int) -> P:
+    """The summaries of the first n inputs only (function_draws dropped)."""
+    return _per_input(prediction, lambda name, k: _field(prediction, name, k)[:n], None)
+
+
+def joined[P: Prediction | ClassPrediction](
+    parts: list[P], function_draws: xr.DataArray | None
+) -> P:
+    """The summaries of consecutive blocks of inputs as those of all of them, in order."""
+    return _per_input(
+        parts[0],
+        lambda name, k: np.concatenate([_field(part, name, k) for part in parts]),
+        function_draws,
+    )
+
+
+def _field(prediction: Prediction | ClassPrediction, name: str, key: float | None) -> np.ndarray:
+    value = getattr(prediction, name)
+    return value if key is None else value[key]
+
+
+def _per_input[P: Prediction | ClassPrediction](
+    prediction: P,
+    rows: Callable[[str, float | None], np.ndarray],
+    function_draws: xr.DataArray | None,
+) -> P:
+    """A copy whose per-input arrays (one per quantile level too) are rows(name, level)."""
+    values: dict = {}
+    for field in fields(prediction):
+        value = getattr(prediction, field.name)
+        if field.name == "function_draws":
+            values[field.name] = function_draws
+        elif isinstance(value, np.ndarray):
+            values[field.name] = rows(field.name, None)
+        elif isinstance(value, dict):  # quantiles: level -> array
+            values[field.name] = {level: rows(field.name, level) for level in value}
+        else:  # the class labels
+            values[field.name] = value
+    return replace(prediction, **values)
 
 
 def entropy_split(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
