@@ -235,6 +235,23 @@ def scaling() -> str:
     )
 
 
+def batch_predict() -> str:
+    """benchmarks/batch_predict.py: out-of-core prediction by rows on disk."""
+    header = ["rows", "parts", "wall time", "rows/s", "client memory", "largest worker"]
+    result = json.loads((RESULTS / "batch_predict.json").read_text())
+    rows = [[f"{r['rows']:,}", str(r["parts"]), f"{r['wall_s']:.0f} s",
+             f"{r['rows_per_second']:,.0f}", f"{r['client_peak_rss_mb']:.0f} MB",
+             f"{r['largest_worker_rss_mb']:.0f} MB"]
+            for r in result["runs"]]  # fmt: skip
+    base, machine = result["in_memory_baseline"], result["machine"]
+    return (
+        _markdown(header, rows)
+        + f"\nIn memory, one process, {base['rows']:,} rows: {base['rows_per_second']:,.0f} "
+        f"rows/s. Run: {result['run']['spec']} by ADVI, {result['run']['draws']} draws; "
+        f"{result['date'][:10]}, {machine['processor']}, {machine['cpus']} cores.\n"
+    )
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "prior-predictive": prior_predictive,
     "uci-test-ll": uci_test_ll,
@@ -246,6 +263,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "perf": perf,
     "run-io": run_io,
     "scaling": scaling,
+    "batch-predict": batch_predict,
 }
 
 

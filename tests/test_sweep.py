@@ -130,3 +130,21 @@ def test_seeds_and_fold_counts(base_spec, tmp_path, capsys):
     code, _, err = run_cli(capsys, "sweep", "sine-gap", "--grid", *GRID, "--folds", "0")
     assert_usage_error(code, err, "--folds must be at least 1")
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_dasks_configured_scheduler_is_used(base_spec, capsys, tmp_path):
+    """Without --scheduler, Dask's own setting (DASK_SCHEDULER_ADDRESS) names the cluster;
+    unreachable, it is one line naming it, and nothing is written."""
+    import socket
+
+    import dask
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"  # closed again: nothing listens
+    out = tmp_path / "out"
+    csv = ["--data", base_spec.data.path, "--target", "y"]
+    with dask.config.set({"scheduler-address": address}):
+        code, _, err = run_cli(capsys, "sweep", *csv, "--grid", *GRID, "--out", str(out))
+    assert_usage_error(code, err, f"cannot reach the Dask scheduler at {address}")
+    assert not out.exists()
