@@ -10,6 +10,7 @@ process keeps the models it compiled (`Refitter`) for the tasks that follow.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import secrets
 import sys
@@ -73,6 +74,7 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Client]:
             ) from None
         cluster = None
     else:
+        before = set(multiprocessing.active_children())  # the caller's own, left alone
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,  # a fit uses its cores itself (NUTS chains, BLAS)
@@ -87,6 +89,14 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Client]:
         if "dashboard" in client.scheduler_info().get("services", {}):
             print(f"pmbnn: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
         yield client
+    except BaseException:
+        if cluster is not None:  # interrupted or failed: abandon the fits in flight at once
+            children = set(multiprocessing.active_children()) - before
+            for worker in children:
+                worker.kill()  # rather than the nanny's graceful 4 s wait for a busy worker
+            for worker in children:
+                worker.join(timeout=5)
+        raise
     finally:
         client.close()
         if cluster is not None:

@@ -315,7 +315,7 @@ def property_test(max_examples: int) -> settings:
     )
 
 
-@property_test(30)
+@property_test(20)
 @given(table=tables(), spec=specs(), target=st.sampled_from(["y"] * 4 + ["x", "", "z"]),
        features=st.none() | st.none() | st.lists(NAMES, max_size=3),
        seed=st.none() | st.integers(-1, 2**33))  # fmt: skip

@@ -23,7 +23,7 @@ GRID = ["prior.weight_scale=0.5,2"]
 def base_spec(tmp_path_factory):
     """The built-in example as a table, a network of 4 units and a short ADVI."""
     spec = load_builtin_spec("sine-gap").with_overrides(
-        network={"hidden": [4]}, inference={"method": "advi", "iterations": 1500, "draws": 100}
+        network={"hidden": [4]}, inference={"method": "advi", "iterations": 800, "draws": 100}
     )
     data = load_dataset(spec.data, spec.inference.seed)
     path = tmp_path_factory.mktemp("sweep-data") / "sine.csv"
