@@ -25,7 +25,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -34,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # pmbnn from the checkout, as the README installs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf import N_FEATURES, make_data  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 SPEC = "uci-1x50"
 ADVI_ITERATIONS = 5000
@@ -184,14 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  in memory, one process, {baseline['rows']:,d} rows: "
         f"{baseline['rows_per_second']:,.0f} rows/s (out of core: {ratio:.2f}x that)"
     )
-    record = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+    record = provenance() | {
         "run": {
             "spec": SPEC,
             "method": "advi",

@@ -14,14 +14,11 @@ reports/benchmarks/run_io.json with the figures and the named ratios.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from perf import HIDDEN, N_FEATURES, N_ROWS, make_data  # noqa: E402
+from provenance import provenance  # noqa: E402
 
 CHAINS, DRAWS, REPEATS = 2, 1000, 5
 
@@ -129,13 +127,7 @@ def main() -> int:
         "save_ratio_vs_plain_write": results["save_s"] / results["plain_save_s"],
         "load_ratio_vs_plain_read": results["load_s"] / results["plain_load_s"],
     }
-    record = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+    record = provenance() | {
         "run": {"chains": CHAINS, "draws": DRAWS, "rows": N_ROWS, "hidden": HIDDEN},
         "results": results,
         "ratios": ratios,
