@@ -251,11 +251,11 @@ def dask_cluster(tmp_path):
             processes.append(subprocess.Popen(worker, stdout=log, stderr=log))
         yield address
     finally:
-        for process in processes:
+        for process in reversed(processes):  # workers first: none waits on a closed scheduler
             process.terminate()
         for process in processes:
             try:
-                process.wait(timeout=20)
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
