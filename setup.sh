@@ -28,6 +28,12 @@ find_python() {
     return 1
 }
 
+# PMBNN_PYTHON is a choice, not a hint: if it is not usable, stop rather than take another.
+if [ -n "${PMBNN_PYTHON:-}" ] &&
+    ! "$PMBNN_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+    echo "setup.sh: PMBNN_PYTHON=$PMBNN_PYTHON is not a Python >= 3.12; unset it or point it at one." >&2
+    exit 1
+fi
 if [ ! -x .venv/bin/python ]; then
     if ! python=$(find_python); then
         echo "setup.sh: no Python >= 3.12 found (pmbnn needs it for PyMC 6)." >&2

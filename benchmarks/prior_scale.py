@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pmbnn.data import Dataset, Standardizer  # noqa: E402
-from pmbnn.prior_predictive import prior_predictive_on_rows  # noqa: E402
+from pmbnn.prior_check import prior_predictive_on_rows  # noqa: E402
 from pmbnn.spec import load_builtin_spec  # noqa: E402
 from pmbnn.uci import load_uci, split_rows  # noqa: E402
 

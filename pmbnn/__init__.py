@@ -57,7 +57,7 @@ _HOMES = {
     "PmbnnError": "pmbnn.errors",
     "Prediction": "pmbnn.predict",
     "ClassPrediction": "pmbnn.predict",
-    "PriorPredictive": "pmbnn.prior_predictive",
+    "PriorPredictive": "pmbnn.prior_check",
     "Scores": "pmbnn.evaluation",
     "Spec": "pmbnn.spec",
     "Thresholds": "pmbnn.diagnostics",
@@ -69,7 +69,7 @@ _HOMES = {
     "load_run": "pmbnn.run",
     "load_spec": "pmbnn.spec",
     "predict_parquet": "pmbnn.batch_predict",
-    "prior_predictive": "pmbnn.prior_predictive",
+    "prior_predictive": "pmbnn.prior_check",
     "save_run": "pmbnn.run",
 }
 
@@ -95,7 +95,7 @@ if TYPE_CHECKING:
     from pmbnn.fitted import FittedBnn
     from pmbnn.pipeline import fit
     from pmbnn.predict import ClassPrediction, Prediction
-    from pmbnn.prior_predictive import PriorPredictive, prior_predictive
+    from pmbnn.prior_check import PriorPredictive, prior_predictive
     from pmbnn.report import build_report
     from pmbnn.run import load_run, save_run
     from pmbnn.spec import Spec, load_spec

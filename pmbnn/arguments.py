@@ -179,7 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     uci = suites.add_parser("uci", help="the UCI regression protocol over its standard splits")
     uci.add_argument("--dataset", required=True, help="dataset folder name, e.g. bostonHousing")
     uci.add_argument("--splits", help="e.g. 0-19, 3 or 0-4,10 (default: every split)")
-    uci.add_argument("--method", choices=METHODS, default="advi")
+    uci.add_argument(
+        "--method",
+        choices=METHODS,
+        help="default: the spec's (uci-1x50: advi, uci-1x50-nuts: nuts)",
+    )
     uci.add_argument(
         "--sampler", choices=SAMPLERS, help="NUTS implementation (default: the spec's)"
     )

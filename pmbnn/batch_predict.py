@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from pmbnn.cores import usable_cores
 from pmbnn.data import numeric_columns
 from pmbnn.errors import DataWarning, PmbnnError
 from pmbnn.files import Destination, OutputKind
@@ -118,7 +119,7 @@ def predict_parquet(
     run_dir = Path(run).resolve()
     fitted = load_run(run_dir)
     frames, keep_index = _open_dataset(Path(data), fitted.feature_names)
-    n_workers = workers or max(1, min(os.cpu_count() or 1, frames.npartitions))
+    n_workers = workers or max(1, min(usable_cores(), frames.npartitions))
     # Reserved before any prediction: a busy, protected or unwritable --out fails now.
     with Destination(out, PREDICTIONS_DATASET, force, [data, run]) as destination:
         job = _Job(

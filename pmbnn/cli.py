@@ -183,18 +183,16 @@ def _spec_from_arguments(args: argparse.Namespace) -> Spec:
 
 
 def _prior(args: argparse.Namespace, progress: bool) -> int:
-    from pmbnn.prior_predictive import PRIOR_DRAWS
+    from pmbnn.prior_check import PRIOR_DRAWS
     from pmbnn.report.prior_page import build_prior_page
-    from pmbnn.run import data_label
+    from pmbnn.run import output_title
     from pmbnn.text import prior_summary
 
     draws = PRIOR_DRAWS if args.draws is None else args.draws
     if draws < 2:
         raise PmbnnError("--draws must be at least 2")
     spec = _spec_from_arguments(args).with_overrides(inference={"seed": args.seed})
-    label = data_label(spec)
-    name = Path(args.spec).name.removesuffix(".toml") if args.spec else None
-    title = "-".join([label] + ([name] if name and name != label else []))
+    title = output_title(spec, args.spec)
     out_dir = args.out or Path("reports") / f"prior-{title}"
     folder, numbers = build_prior_page(
         spec, out_dir, args.force, draws, [args.spec, spec.data.test_path], title
@@ -339,7 +337,7 @@ def _bench(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _sweep(args: argparse.Namespace, progress: bool) -> int:
-    from pmbnn.run import data_label
+    from pmbnn.run import output_title
     from pmbnn.sweep import Plan, parse_grid, parse_seeds, run_sweep
 
     if args.folds < 1:
@@ -348,9 +346,7 @@ def _sweep(args: argparse.Namespace, progress: bool) -> int:
         raise PmbnnError("--workers must be at least 1")
     spec = _spec_from_arguments(args)
     plan = Plan(spec, parse_grid(args.grid, spec), parse_seeds(args.seeds, spec), args.folds)
-    name = Path(args.spec).name.removesuffix(".toml") if args.spec else None
-    label = data_label(spec)
-    out = args.out or Path("reports") / "-".join(["sweep", label] + ([name] if name else []))
+    out = args.out or Path("reports") / f"sweep-{output_title(spec, args.spec)}"
     summary = run_sweep(plan, out, args.workers, progress, args.scheduler)
     best = summary["points"][summary["best"]["point"]]
     with interrupts.deferred(f"{out} was written completely"):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pmbnn.cores import usable_cores
 from pmbnn.data import Dataset
 from pmbnn.errors import DataWarning, PmbnnError
 from pmbnn.evaluation import Metrics
@@ -140,10 +141,10 @@ def run_fits(
 
 
 def default_workers(spec: Spec, tasks: int) -> int:
-    """One local worker per free core, NUTS's chains each taking a core, never more workers
+    """One local worker per usable core, NUTS's chains each taking a core, never more workers
     than tasks."""
     per_fit = spec.inference.chains if spec.inference.method == "nuts" else 1
-    return max(1, min((os.cpu_count() or 1) // per_fit, tasks))
+    return max(1, min(usable_cores() // per_fit, tasks))
 
 
 def _same(data: Dataset) -> Dataset:

@@ -14,13 +14,14 @@ Newton solver it replaces, which made `summarize` 1.6x the forward pass on the p
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 from scipy.special import logsumexp, ndtr, ndtri
+
+from pmbnn.cores import usable_cores
 
 QUANTILE_TOL = 1e-12  # predictive sds: a Newton step this small leaves an error ~1e-24 sd
 MAX_QUANTILE_STEPS = 100  # a cap only: bisection alone halves 16 sds to 1e-12 in 44 steps
@@ -60,13 +61,9 @@ def mixture_quantiles(
     starts = range(0, loc.shape[1], BLOCK_INPUTS)
     # Plain threads over blocks (the kernel releases the GIL): unlike numba's parallel loops
     # they are safe to call from several threads at once and in a forked child.
-    with ThreadPoolExecutor(max_workers=min(len(starts), _cores()) or 1) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(starts), usable_cores()) or 1) as pool:
         list(pool.map(solve, starts))
     return list(out)
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")

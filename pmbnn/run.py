@@ -110,19 +110,22 @@ def data_label(spec: Spec) -> str:
     return Path(spec.data.path).stem if spec.data.path else spec.data.example or "sine-gap"
 
 
+def output_title(spec: Spec, spec_argument: str | None, *implied: str) -> str:
+    """<data>[-<spec>]: the spec file's name only where it says more than the data's label
+    and the words `implied` by the rest of the name (`fit sine-gap` is not sine-gap-sine-gap)."""
+    data = data_label(spec)
+    name = Path(spec_argument).name.removesuffix(".toml") if spec_argument else None
+    return "-".join([data] + ([name] if name and name not in (data, *implied) else []))
+
+
 def default_run_dir(
     spec: Spec, spec_argument: str | None = None, root: Path = Path("runs")
 ) -> Path:
     """runs/<data>[-<spec>]-<method>-<time>: named by the data first, so that a spec file
     called nuts.toml still gives a readable name; never an existing folder."""
-    data = data_label(spec)
     method = spec.inference.method
-    parts = [data]
-    if spec_argument is not None:
-        name = Path(spec_argument).name.removesuffix(".toml")
-        if name not in (data, method, spec.inference.sampler):
-            parts.append(name)
-    stem = "-".join([*parts, method, time.strftime("%Y%m%d-%H%M%S")])
+    title = output_title(spec, spec_argument, method, spec.inference.sampler)
+    stem = "-".join([title, method, time.strftime("%Y%m%d-%H%M%S")])
     candidate, suffix = root / stem, 1
     while candidate.exists():
         suffix += 1

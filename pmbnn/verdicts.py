@@ -80,6 +80,10 @@ class Check:
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """What `diagnose` found about a run's inference: the checks (each with its verdict,
+    threshold, citation and hint) and the quantities they were computed on. `verdict` is the
+    worst graded check: OK, WARN or FAIL."""
+
     method: str
     checks: list[Check]
     # Per-quantity convergence table (sigma and each probe function value): mean, sd, mcse, ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pmbnn.cli import main
+from pmbnn.cores import usable_cores
 from pmbnn.run import load_run
 from pmbnn.spec import Spec
 from tests.helpers import BLR_NOISE_SD, BLR_ROWS, fitted_run
@@ -18,9 +18,7 @@ from tests.helpers import BLR_NOISE_SD, BLR_ROWS, fitted_run
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: one test process per core this process may use (psutil's count of physical
     cores can be the host's, not the container's)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return usable_cores()
 
 
 @pytest.fixture(scope="session")

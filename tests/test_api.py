@@ -3,7 +3,10 @@ readable run names, typed results, standard exception types."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
+import types
 
 import numpy as np
 import pandas as pd
@@ -43,11 +46,26 @@ def test_the_public_api_is_small_and_documented():
     assert set(pmbnn.__all__) >= {"Spec", "load_spec", "fit", "load_run", "save_run",
                                   "diagnose", "build_report", "evaluate", "Prediction"}  # fmt: skip
     for name in pmbnn.__all__:
-        assert getattr(pmbnn, name).__doc__, name
+        doc = getattr(pmbnn, name).__doc__
+        assert doc and not doc.startswith(f"{name}("), name  # not a dataclass's signature
     for function in (pmbnn.fit, pmbnn.load_run, pmbnn.save_run, pmbnn.evaluate, pmbnn.diagnose):
         assert "Parameters" in function.__doc__ and "Returns" in function.__doc__, function
     with pytest.raises(AttributeError):
         pmbnn.nothing  # noqa: B018
+
+
+def test_public_names_stay_themselves_once_every_module_is_imported():
+    """Importing a submodule makes it an attribute of the package, over the lazy name: none
+    may be named like a public name (`pmbnn.prior_predictive` once became the module as soon
+    as the report had been imported)."""
+    for module in pkgutil.walk_packages(pmbnn.__path__, "pmbnn."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    for name in pmbnn.__all__:
+        assert not isinstance(getattr(pmbnn, name), types.ModuleType), name
+    assert (
+        callable(pmbnn.prior_predictive) and pmbnn.prior_predictive.__name__ == "prior_predictive"
+    )
 
 
 def test_evaluate_on_the_training_table_equals_the_runs_training_metrics(
@@ -97,13 +115,16 @@ def test_report_checks_calibration_on_a_given_table(all_rows_run, table, tmp_pat
 
 
 def test_run_names_stay_readable_whatever_the_spec_file_is_called(table, tmp_path, monkeypatch):
-    from pmbnn.run import default_run_dir
+    from pmbnn.run import default_run_dir, output_title
     from pmbnn.spec import Spec
 
     spec = Spec().with_overrides(data={"path": str(table / "train.csv"), "target": "y"})
     assert default_run_dir(spec, "nuts.toml").name.startswith("train-nuts-")
     assert default_run_dir(spec, "wide.toml").name.startswith("train-wide-nuts-")
     assert default_run_dir(spec, None).name.startswith("train-nuts-")
+    # prior and sweep folders: `pmbnn sweep sine-gap` writes reports/sweep-sine-gap
+    assert output_title(Spec(), "sine-gap") == "sine-gap"
+    assert output_title(Spec(), "models/wide.toml") == "sine-gap-wide"
 
 
 def test_fit_through_the_api_equals_the_cli_run(table, tmp_path, capsys):

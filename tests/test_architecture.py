@@ -12,11 +12,11 @@ PACKAGE = ROOT / "pmbnn"
 LAYERS = {
     "errors": 0, "jsontext": 0, "interrupts": 0, "locks": 0, "manifest": 0, "files": 0,
     "trace": 0, "loss": 0, "published": 0, "verdicts": 0, "mixture": 0,
-    "validation_messages": 0,
+    "validation_messages": 0, "cores": 0,
     "spec": 1, "families": 1, "tables": 1, "examples": 1, "data": 1,
     "model": 2,
     "inference": 3,
-    "predict": 4, "fitted": 4, "evaluation": 4, "prior_predictive": 4,
+    "predict": 4, "fitted": 4, "evaluation": 4, "prior_check": 4,
     "pipeline": 5, "run": 5, "uci": 5, "cluster": 5, "batch_predict": 5,
     "vi_quality": 6, "diagnostics": 6, "predictive_checks": 6, "compare": 6,
     "report": 7, "text": 7, "bench": 7, "sweep": 7, "sklearn": 7, "cli": 7, "arguments": 7,

@@ -135,6 +135,33 @@ def test_a_different_spec_is_not_mixed_in(bench_run, tiny_spec):
         run_bench(other)
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_workers_are_sized_by_the_cores_this_process_may_use(tiny_spec):
+    """Under `taskset` (or a container's cpuset) the machine's core count would oversubscribe."""
+    script = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from pmbnn.cluster import default_workers; from pmbnn.spec import Spec\n"
+        "print(default_workers(Spec.model_validate_json(input()), 8))"
+    )
+    for method in ("advi", "nuts"):
+        spec = tiny_spec.with_overrides(inference={"method": method}).model_dump_json()
+        found = subprocess.run(
+            [sys.executable, "-c", script], input=spec, capture_output=True, text=True, check=True
+        )
+        assert found.stdout.strip() == "1"
+
+
+def test_the_method_is_the_specs_unless_given(uci_dir, tiny_spec, tmp_path):
+    """`bench uci --spec uci-1x50-nuts` without --method samples: it once fitted ADVI."""
+    nuts_spec, advi_spec = (
+        tiny_spec.with_overrides(inference={"method": m}) for m in ("nuts", "advi")
+    )
+    assert make_bench("yacht", None, "0", uci_dir, tmp_path, spec=nuts_spec).method == "nuts"
+    assert make_bench("yacht", None, "0", uci_dir, tmp_path, spec=advi_spec).method == "advi"
+    chosen = make_bench("yacht", "advi", "0", uci_dir, tmp_path, spec=nuts_spec)
+    assert chosen.method == chosen.spec.inference.method == "advi"
+
+
 def test_results_files_pmbnn_did_not_write_are_not_replaced(bench_run, tmp_path):
     bench, _ = bench_run
     other = make_bench("yacht", "advi", "0", bench.uci_dir, tmp_path, spec=bench.spec)

@@ -11,7 +11,7 @@ import pytest
 
 from pmbnn.cli import main
 from pmbnn.manifest import MANIFEST
-from pmbnn.prior_predictive import prior_predictive
+from pmbnn.prior_check import prior_predictive
 from pmbnn.spec import load_builtin_spec
 from tests.helpers import assert_usage_error, open_in_chromium, run_cli, strict_json
 

@@ -16,7 +16,7 @@ from pmbnn.data import Dataset, Standardizer
 from pmbnn.diagnostics import FAIL, OK, diagnose
 from pmbnn.model import build_model, parameter_shapes
 from pmbnn.predict import NetworkFunction
-from pmbnn.prior_predictive import prior_predictive_on_rows
+from pmbnn.prior_check import prior_predictive_on_rows
 from pmbnn.run import load_run, save_run
 from pmbnn.spec import Spec
 from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, SAMPLE_DIMS

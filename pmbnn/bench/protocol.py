@@ -62,14 +62,15 @@ def parse_splits(text: str, available: int) -> list[int]:
 
 def make_bench(
     dataset: str,
-    method: str,
+    method: str | None,
     splits: str,
     uci_dir: Path,
     out_dir: Path,
     sampler: str | None = None,
     spec: Spec | None = None,
 ) -> UciBench:
-    """The protocol's spec (built-in uci-1x50, or `spec`) with the method, checked splits."""
+    """The protocol's spec (built-in uci-1x50, or `spec`) with the method (None: the spec's),
+    checked splits."""
     load_uci(uci_dir, dataset)  # fail now, in the parent, if the dataset is not there
     spec = (spec or load_builtin_spec(UCI_SPEC)).with_overrides(
         inference={"method": method, "sampler": sampler}
@@ -82,7 +83,7 @@ def make_bench(
             f"split K is fitted with seed [inference].seed + K, which passes {MAX_SEED} for "
             f"split {max(chosen)}; lower [inference].seed"
         )
-    return UciBench(dataset, method, chosen, Path(uci_dir), Path(out_dir), spec)
+    return UciBench(dataset, spec.inference.method, chosen, Path(uci_dir), Path(out_dir), spec)
 
 
 def run_bench(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from pmbnn.cores import usable_cores
 from pmbnn.errors import MissingExtraError
 
 JAX_EXTRA = "pip install 'pmbnn[jax]'"
@@ -24,7 +25,7 @@ def use_all_cpu_cores_for_jax() -> None:
     Only effective before JAX is first imported; an XLA_FLAGS the user set is left alone.
     """
     if "XLA_FLAGS" not in os.environ:
-        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={usable_cores()}"
 
 
 def compile_target(choice: str) -> str:

@@ -7,7 +7,6 @@ Every sampler (`samplers.py`) returns the same layout: ``posterior`` (chain, dra
 
 from __future__ import annotations
 
-import os
 import signal
 import warnings
 
@@ -15,6 +14,7 @@ import numpy as np
 import pymc as pm
 from xarray import DataTree
 
+from pmbnn.cores import usable_cores
 from pmbnn.inference.samplers import BlackjaxSampler, PymcSampler, SamplerChoice
 from pmbnn.interrupts import handle_signals, raise_if_interrupted
 from pmbnn.model import BnnModel
@@ -44,7 +44,7 @@ def sample_nuts(
     """
     sampler = SamplerChoice.for_setting(settings.sampler).sampler
     sampler.require()
-    cores = min(settings.chains, os.cpu_count() or 1)
+    cores = min(settings.chains, usable_cores())
     options = sampler.options(bnn, settings, step)
     # Every sampler swallows Ctrl-C in its own way (PyMC and nutpie return what they have);
     # the signal is recorded, and a trace cut short is never returned as if complete.

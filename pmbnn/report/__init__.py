@@ -25,7 +25,7 @@ from pmbnn.predictive_checks import (
     loo,
     posterior_predictive,
 )
-from pmbnn.prior_predictive import (
+from pmbnn.prior_check import (
     PriorPredictive,
     draw_statistics,
     function_statistic,

@@ -14,7 +14,7 @@ import xarray as xr
 
 from pmbnn import jsontext
 from pmbnn.files import Destination, OutputKind
-from pmbnn.prior_predictive import (
+from pmbnn.prior_check import (
     PRIOR_DRAWS,
     STATISTICS,
     PriorPredictive,
