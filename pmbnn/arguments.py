@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """Where the fits run: a Dask cluster (bench, sweep)."""
+    """Where the work runs: a Dask cluster (bench, sweep, out-of-core predict)."""
     parser.add_argument(
         "--scheduler",
         help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: "
@@ -212,13 +212,14 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        help="worker processes of the local cluster (default: one per free core; NUTS uses "
-        "one core per chain)",
+        help="worker processes of the local cluster, not with --scheduler (default: one per "
+        "usable core; for NUTS fits, one per `chains` cores)",
     )
 
 
 def _add_spec_and_data(parser: argparse.ArgumentParser) -> None:
-    """The spec argument and the options that override its [data] section (fit and prior)."""
+    """The spec argument and the options that override its [data] section (fit, prior and
+    sweep)."""
     parser.add_argument(
         "spec",
         nargs="?",

@@ -112,10 +112,9 @@ def predict_parquet(
     -------
     BatchPrediction
     """
-    from pmbnn.cluster import connect
+    from pmbnn.cluster import check_workers, connect
 
-    if workers is not None and workers < 1:
-        raise PmbnnError("--workers must be at least 1")
+    check_workers(scheduler, workers)
     run_dir = Path(run).resolve()
     fitted = load_run(run_dir)
     frames, keep_index = _open_dataset(Path(data), fitted.feature_names)
@@ -161,6 +160,8 @@ def _open_dataset(path: Path, features: list[str]) -> tuple[dd.DataFrame, bool]:
         raise PmbnnError(f"cannot read {path} as Parquet: {_first_line(exc)}") from None
     if not files.files:
         raise PmbnnError(f"{path} holds no Parquet files")
+    if files.count_rows() == 0:  # from the footers: an empty input is a mistake, as in memory
+        raise PmbnnError(f"{path} has no data rows; nothing was written")
     # A RangeIndex stored with a name (as metadata, not as a column) is more than Dask's
     # reader handles (KeyError: [nan]); the rows keep their order without it.
     named_range = [c["name"] for c in index_columns if isinstance(c, dict) and c.get("name")]

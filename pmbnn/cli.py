@@ -310,7 +310,8 @@ def _compare(args: argparse.Namespace, progress: bool) -> int:
     else:
         folder, numbers = build_compare_page(args.runs, args.out, args.force)
     text = jsontext.dumps(numbers, True) if args.json else comparison_text(numbers) + "\n"
-    with interrupts.deferred(f"{folder} was written completely"):
+    done = f"{folder} was written completely" if folder else "the comparison was printed"
+    with interrupts.deferred(done):
         print(text, end="")
         if folder is not None:
             print(f"wrote {folder / 'index.html'} and compare.json", file=sys.stderr)
@@ -319,13 +320,13 @@ def _compare(args: argparse.Namespace, progress: bool) -> int:
 
 def _bench(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.bench import make_bench, print_summary, run_bench
+    from pmbnn.cluster import check_workers
     from pmbnn.spec import load_spec
     from pmbnn.uci import available_splits
 
     if args.uci_dir is None:
         raise PmbnnError("give the UCI data folder with --uci-dir DIR (or set PMBNN_UCI_DIR)")
-    if args.workers is not None and args.workers < 1:
-        raise PmbnnError("--workers must be at least 1")
+    check_workers(args.scheduler, args.workers)
     splits = args.splits or f"0-{max(available_splits(args.uci_dir, args.dataset), 1) - 1}"
     spec = load_spec(args.spec or UCI_SPEC)
     bench = make_bench(
@@ -337,13 +338,16 @@ def _bench(args: argparse.Namespace, progress: bool) -> int:
 
 
 def _sweep(args: argparse.Namespace, progress: bool) -> int:
+    from pmbnn.cluster import check_workers
     from pmbnn.run import output_title
     from pmbnn.sweep import Plan, parse_grid, parse_seeds, run_sweep
 
     if args.folds < 1:
         raise PmbnnError("--folds must be at least 1")
-    if args.workers is not None and args.workers < 1:
-        raise PmbnnError("--workers must be at least 1")
+    if args.folds > 1 and args.test_fraction is not None:
+        raise PmbnnError("--folds K cross-validates every row; leave out --test-fraction, or "
+                         "give --folds 1 to score on a held-out share")  # fmt: skip
+    check_workers(args.scheduler, args.workers)
     spec = _spec_from_arguments(args)
     plan = Plan(spec, parse_grid(args.grid, spec), parse_seeds(args.seeds, spec), args.folds)
     out = args.out or Path("reports") / f"sweep-{output_title(spec, args.spec)}"

@@ -53,6 +53,28 @@ class FitTask:
     test: np.ndarray
 
 
+def scheduler_address(scheduler: str | None) -> str | None:
+    """The running cluster to use: `scheduler`, else Dask's configured scheduler-address."""
+    import dask
+
+    return scheduler or dask.config.get(SCHEDULER_SETTING, None)
+
+
+def check_workers(scheduler: str | None, workers: int | None) -> None:
+    """--workers sizes a local cluster: at least 1, and never silently ignored for a running
+    cluster, whose workers are its own."""
+    if workers is None:
+        return
+    if workers < 1:
+        raise PmbnnError("--workers must be at least 1")
+    address = scheduler_address(scheduler)
+    if address:
+        raise PmbnnError(
+            f"--workers sizes a local cluster, but the work goes to the Dask scheduler at "
+            f"{address}, whose workers are its own; leave out --workers"
+        )
+
+
 @contextmanager
 def connect(scheduler: str | None, workers: int) -> Iterator[Client]:
     """A client of the cluster at `scheduler` (else Dask's configured scheduler-address), or
@@ -60,38 +82,39 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Client]:
 
     The dashboard's address goes to stderr, where a Dask user looks for it.
     """
-    import dask
     from distributed import Client, LocalCluster
 
-    address = scheduler or dask.config.get(SCHEDULER_SETTING, None)
-    if address:
-        try:
-            client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise PmbnnError(
-                f"cannot reach the Dask scheduler at {address} ({reason}); start it ('dask "
-                "scheduler'), check the address, or leave out --scheduler to run on this machine"
-            ) from None
-        cluster = None
-    else:
-        before = set(multiprocessing.active_children())  # the caller's own, left alone
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,  # a fit uses its cores itself (NUTS chains, BLAS)
-            processes=True,
-            dashboard_address=":0",  # a free port: two commands at once do not collide
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
-        # A command killed outright (SIGKILL) takes its local workers with it.
-        client.run(die_with_parent, os.getpid())
+    address = scheduler_address(scheduler)
+    cluster = client = None
+    before = set(multiprocessing.active_children())  # the caller's own, left alone
     try:
+        if address:
+            try:
+                client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError, ValueError, TypeError) as exc:
+                # TypeError: a tls:// address without Dask's TLS settings
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise PmbnnError(
+                    f"cannot reach the Dask scheduler at {address} ({reason}); start it ('dask "
+                    "scheduler'), check the address (and distributed.comm.tls for tls://), or "
+                    "leave out --scheduler to run on this machine"
+                ) from None
+        else:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,  # a fit uses its cores itself (NUTS chains, BLAS)
+                processes=True,
+                dashboard_address=":0",  # a free port: two commands at once do not collide
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster)
+            # A command killed outright (SIGKILL) takes its local workers with it.
+            client.run(die_with_parent, os.getpid())
         if "dashboard" in client.scheduler_info().get("services", {}):
             print(f"pmbnn: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
         yield client
     except BaseException:
-        if cluster is not None:  # interrupted or failed: abandon the fits in flight at once
+        if not address:  # interrupted or failed, even while starting: abandon the fits at once
             children = set(multiprocessing.active_children()) - before
             for worker in children:
                 worker.kill()  # rather than the nanny's graceful 4 s wait for a busy worker
@@ -99,7 +122,8 @@ def connect(scheduler: str | None, workers: int) -> Iterator[Client]:
                 worker.join(timeout=5)
         raise
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
 

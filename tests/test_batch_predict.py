@@ -133,6 +133,27 @@ def test_a_missing_feature_column_is_one_line_and_nothing_written(small_advi_run
     assert list(tmp_path.iterdir()) == [tmp_path / "data"]
 
 
+def test_an_empty_table_is_one_line_and_nothing_written(small_advi_run, tmp_path, capsys):
+    """As in memory: zero rows is a mistake, not an empty predictions folder and exit 0."""
+    data = write_parts(tmp_path / "data", inputs(["x"], 0), index=False)
+    out = tmp_path / "preds.parquet"
+    code, _, err = run_cli(
+        capsys, "predict", str(small_advi_run), "--data", str(data), "--out", str(out)
+    )
+    assert_usage_error(code, err, "has no data rows")
+    assert list(tmp_path.iterdir()) == [tmp_path / "data"]
+
+
+def test_workers_with_a_scheduler_are_refused_not_ignored(small_advi_run, tmp_path, capsys):
+    data = write_parts(tmp_path / "data", inputs(["x"], 5), index=False)
+    code, _, err = run_cli(
+        capsys, "predict", str(small_advi_run), "--data", str(data), "--out",
+        str(tmp_path / "preds.parquet"), "--scheduler", "tcp://127.0.0.1:1", "--workers", "2",
+    )  # fmt: skip
+    assert_usage_error(code, err, "--workers sizes a local cluster", "tcp://127.0.0.1:1")
+    assert list(tmp_path.iterdir()) == [tmp_path / "data"]
+
+
 def test_a_bad_value_in_one_partition_stops_everything(small_advi_run, scheduler, tmp_path, capsys):
     x = inputs(["x"], sum(SIZES))
     x.loc[SIZES[0] + 3, "x"] = np.nan  # in the second partition

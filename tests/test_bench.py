@@ -119,6 +119,10 @@ def test_interrupted_bench_resumes(bench_run):
     again = run_bench(bench, workers=1)
     assert kept.stat().st_mtime_ns == before  # finished splits are not refitted
     assert again["splits"][1]["rmse"] == pytest.approx(summary["splits"][1]["rmse"], rel=1e-9)
+    assert again["workers"] == 1
+    done = run_bench(bench)  # nothing left to fit: no worker count is claimed for it
+    assert done["workers"] is None
+    assert "s, summed over the splits.\n" in (bench.out_dir / f"{bench.name}.md").read_text()
 
 
 def test_a_different_spec_is_not_mixed_in(bench_run, tiny_spec):
@@ -321,6 +325,23 @@ def test_bench_on_a_scheduler_survives_a_killed_worker(dask_cluster, uci_dir, ti
     assert sorted(p.name for p in (out / ".uci-yacht-advi").glob("split-*")) == [
         "split-0.json", "split-1.json", "split-2.json"]  # fmt: skip
     assert "Traceback" not in stderr
+
+
+def test_split_ranges_are_checked_before_they_are_built():
+    with pytest.raises(PmbnnError, match="split 20 does not exist: this dataset has 0-19"):
+        parse_splits("0-4000000000", 20)  # at once, not after building 4e9 numbers
+    with pytest.raises(PmbnnError, match="counts down; write 2-5"):
+        parse_splits("5-2", 20)
+
+
+def test_a_tls_address_without_tls_settings_is_one_line(uci_dir, capsys, tmp_path):
+    address = f"tls://127.0.0.1:{_free_port()}"
+    code, _, err = run_cli(
+        capsys, "bench", "uci", "--dataset", "yacht", "--uci-dir", str(uci_dir), "--splits",
+        "0", "--out", str(tmp_path / "results"), "--scheduler", address,
+    )  # fmt: skip
+    assert_usage_error(code, err, f"cannot reach the Dask scheduler at {address}", "tls")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unreachable_scheduler_fails_fast_with_one_line(uci_dir, capsys, tmp_path):

@@ -53,10 +53,12 @@ def parse_splits(text: str, available: int) -> list[int]:
         if match is None:
             raise PmbnnError(f"cannot read --splits {text!r}; write e.g. 0-19, 3 or 0-4,10")
         low, high = int(match[1]), int(match[2] or match[1])
+        if low > high:
+            raise PmbnnError(f"--splits {part.strip()} counts down; write {high}-{low}")
+        if high >= available:  # checked before the range is built: 0-4000000000 is a typo
+            raise PmbnnError(f"split {max(low, available)} does not exist: this dataset has "
+                             f"0-{available - 1}")  # fmt: skip
         splits.update(range(low, high + 1))
-    beyond = sorted(s for s in splits if s >= available)
-    if beyond:
-        raise PmbnnError(f"split {beyond[0]} does not exist: this dataset has 0-{available - 1}")
     return sorted(splits)
 
 
@@ -95,7 +97,7 @@ def run_bench(
     """Fit every requested split not already done, then write and return the summary.
 
     The fits run on the Dask cluster at `scheduler` (or Dask's configured one), else on a
-    local cluster of `workers` processes (default: one per free core). One bench at a time
+    local cluster of `workers` processes (default: one per usable core). One bench at a time
     per work folder: a second one is refused (exit 2), not mixed in.
     """
     with exclusive(bench.work_dir):
@@ -104,7 +106,7 @@ def run_bench(
         try:
             _prepare_work_dir(bench)
             pending = [s for s in bench.splits if not _split_file(bench, s).is_file()]
-            workers = min(workers or default_workers(bench.spec, len(pending)), len(pending) or 1)
+            workers = min(workers or default_workers(bench.spec, len(pending)), len(pending))
             if pending:
                 workers = run_pending(
                     bench.spec,
@@ -127,7 +129,7 @@ def run_bench(
                 ) from exc
             raise
         results = [json.loads(_split_file(bench, s).read_text()) for s in bench.splits]
-        summary = summarize(bench.dataset, bench.method, bench.spec, results, workers)
+        summary = summarize(bench.dataset, bench.method, bench.spec, results, workers or None)
         write_results(bench.out_dir, bench.name, summary)
     return summary
 

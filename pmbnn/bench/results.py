@@ -14,7 +14,9 @@ from pmbnn.spec import Spec
 from pmbnn.uci import published
 
 
-def summarize(dataset: str, method: str, spec: Spec, results: list[dict], workers: int) -> dict:
+def summarize(
+    dataset: str, method: str, spec: Spec, results: list[dict], workers: int | None
+) -> dict:
     """Mean and standard error over splits of test RMSE and log-likelihood, with the
     published figures for the dataset."""
 
@@ -151,8 +153,9 @@ def markdown(summary: dict) -> str:
     ]
     lines += ["", f"Central 90% predictive intervals cover {summary['coverage_90_pooled']:.1%} "
               "of the test points, pooled over splits."]  # fmt: skip
-    lines += ["", f"Total fit time {summary['seconds_total']:.0f} s over {summary['workers']} "
-              "worker process(es)."]  # fmt: skip
+    ran = summary["workers"]  # None: every split was fitted by earlier commands
+    where = f"; this command's fits ran on {ran} worker process(es)." if ran else "."
+    lines += ["", f"Total fit time {summary['seconds_total']:.0f} s, summed over the splits{where}"]
     lines += ["", "Published figures over 20 splits, mean +- standard error (none where the "
               "source gives a standard deviation instead):"]  # fmt: skip
     for entry in summary["published"].values():

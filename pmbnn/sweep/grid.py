@@ -15,13 +15,14 @@ from pmbnn.cluster import FitTask
 from pmbnn.data import Dataset, load_dataset, load_split
 from pmbnn.errors import PmbnnError
 from pmbnn.families import family_of
-from pmbnn.spec import Spec
+from pmbnn.spec import MAX_SEED, Spec
 
 FORBIDDEN = {
     "data": "the sweep's data is fixed: give it with --data",
     "inference.seed": "give the fit seeds with --seeds",
 }
 MIN_FOLD_ROWS = 2
+MAX_SEEDS = 1000  # fits per point and fold: more is a typo, not a sweep
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,15 @@ def parse_seeds(text: str | None, spec: Spec) -> list[int]:
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if match is None:
             raise PmbnnError(f"cannot read --seeds {text!r}; write e.g. 0-2 or 1,5")
-        seeds.update(range(int(match[1]), int(match[2] or match[1]) + 1))
+        low, high = int(match[1]), int(match[2] or match[1])
+        if low > high:
+            raise PmbnnError(f"--seeds {part.strip()} counts down; write {high}-{low}")
+        if high > MAX_SEED:
+            raise PmbnnError(f"--seeds {part.strip()} passes the largest seed, {MAX_SEED}")
+        if high - low + len(seeds) >= MAX_SEEDS:
+            raise PmbnnError(f"--seeds {text} asks for over {MAX_SEEDS} fits per grid point; "
+                             "give fewer seeds")  # fmt: skip
+        seeds.update(range(low, high + 1))
     return sorted(seeds)
 
 
@@ -137,6 +146,24 @@ def load_folds(plan: Plan) -> tuple[Dataset, list[tuple[np.ndarray, np.ndarray]]
     order = np.random.default_rng([spec.inference.seed, 11]).permutation(rows)
     held = np.array_split(order, plan.folds)
     return data, [(np.sort(np.setdiff1d(order, fold)), np.sort(fold)) for fold in held]
+
+
+def check_families(plan: Plan, data: Dataset) -> None:
+    """Before any fit: every point's likelihood can model the target, and all score it alike
+    (a density is not comparable with a probability mass, nor labels with numbers)."""
+    base = family_of(plan.spec.likelihood)
+    for values in plan.grid.get("likelihood.family", []):
+        family = family_of(
+            point_spec(plan, {"likelihood.family": values}, plan.seeds[0]).likelihood
+        )
+        if (family.continuous, family.labelled) != (base.continuous, base.labelled):
+            raise PmbnnError(
+                f"--grid likelihood.family mixes {plan.spec.likelihood.family} and {values}: "
+                "their test log densities are not on one scale (a density against a "
+                "probability, or labels against numbers); sweep each kind on its own"
+            )
+        if not family.labelled:
+            family.check_target(data.y, str(data.target), data.source)
 
 
 def make_tasks(plan: Plan, folds: list[tuple[np.ndarray, np.ndarray]]) -> list[FitTask]:
