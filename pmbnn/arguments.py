@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
+
+from pmbnn.errors import PmbnnError
 
 BUILTIN_EXAMPLE = "sine-gap"
 UCI_SPEC = "uci-1x50"
@@ -253,3 +257,30 @@ def _add_spec_and_data(parser: argparse.ArgumentParser) -> None:
     held_out.add_argument(
         "--test-data", help="a table of held-out rows to score instead (sets [data].test_path)"
     )
+
+
+def parse_ranges(
+    text: str,
+    option: str,
+    example: str,
+    largest: int,
+    beyond: Callable[[int], str],
+    most: int | None = None,
+) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5] for an option such as --splits or --seeds. `beyond(n)` names
+    the problem with n, the first number past `largest`; bounds and the count (`most`) are
+    checked before a range is built, so a typo such as 0-4000000000 fails at once."""
+    numbers: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            raise PmbnnError(f"cannot read {option} {text!r}; write e.g. {example}")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if low > high:
+            raise PmbnnError(f"{option} {part.strip()} counts down; write {high}-{low}")
+        if high > largest:
+            raise PmbnnError(beyond(max(low, largest + 1)))
+        if most is not None and len(numbers) + high - low + 1 > most:
+            raise PmbnnError(f"{option} {text} gives more than {most}; give fewer")
+        numbers.update(range(low, high + 1))
+    return sorted(numbers)

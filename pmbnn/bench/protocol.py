@@ -9,12 +9,12 @@ different spec is refused rather than mixed in.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pmbnn.arguments import parse_ranges
 from pmbnn.bench.results import summarize, write_results
 from pmbnn.bench.workers import run_pending
 from pmbnn.cluster import default_workers
@@ -47,19 +47,10 @@ class UciBench:
 
 def parse_splits(text: str, available: int) -> list[int]:
     """'0-19', '3', '0-4,10' -> sorted split numbers, each checked against what exists."""
-    splits: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if match is None:
-            raise PmbnnError(f"cannot read --splits {text!r}; write e.g. 0-19, 3 or 0-4,10")
-        low, high = int(match[1]), int(match[2] or match[1])
-        if low > high:
-            raise PmbnnError(f"--splits {part.strip()} counts down; write {high}-{low}")
-        if high >= available:  # checked before the range is built: 0-4000000000 is a typo
-            raise PmbnnError(f"split {max(low, available)} does not exist: this dataset has "
-                             f"0-{available - 1}")  # fmt: skip
-        splits.update(range(low, high + 1))
-    return sorted(splits)
+    return parse_ranges(
+        text, "--splits", "0-19, 3 or 0-4,10", available - 1,
+        lambda split: f"split {split} does not exist: this dataset has 0-{available - 1}",
+    )  # fmt: skip
 
 
 def make_bench(

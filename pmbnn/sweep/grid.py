@@ -4,13 +4,13 @@ folds of the data, crossed into one `FitTask` per (point, seed, fold)."""
 from __future__ import annotations
 
 import itertools
-import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pmbnn.arguments import parse_ranges
 from pmbnn.cluster import FitTask
 from pmbnn.data import Dataset, load_dataset, load_split
 from pmbnn.errors import PmbnnError
@@ -100,21 +100,10 @@ def parse_seeds(text: str | None, spec: Spec) -> list[int]:
     """'0-2', '1,5' -> seeds; None -> the spec's own seed."""
     if text is None:
         return [spec.inference.seed]
-    seeds: set[int] = set()
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if match is None:
-            raise PmbnnError(f"cannot read --seeds {text!r}; write e.g. 0-2 or 1,5")
-        low, high = int(match[1]), int(match[2] or match[1])
-        if low > high:
-            raise PmbnnError(f"--seeds {part.strip()} counts down; write {high}-{low}")
-        if high > MAX_SEED:
-            raise PmbnnError(f"--seeds {part.strip()} passes the largest seed, {MAX_SEED}")
-        if high - low + len(seeds) >= MAX_SEEDS:
-            raise PmbnnError(f"--seeds {text} asks for over {MAX_SEEDS} fits per grid point; "
-                             "give fewer seeds")  # fmt: skip
-        seeds.update(range(low, high + 1))
-    return sorted(seeds)
+    return parse_ranges(
+        text, "--seeds", "0-2 or 1,5", MAX_SEED,
+        lambda seed: f"--seeds {seed} passes the largest seed, {MAX_SEED}", MAX_SEEDS,
+    )  # fmt: skip
 
 
 def point_spec(plan: Plan, point: dict[str, Any], seed: int) -> Spec:
