@@ -196,6 +196,22 @@ def test_predictive_summaries_match_monte_carlo(family):
 
 
 @pytest.mark.parametrize("family", ["bernoulli", "categorical"])
+def test_a_confident_wrong_class_costs_its_logit_not_infinity(family):
+    """log P(y) from the logits: at a logit of 40 the probability of the other class rounds to
+    0 in float64, yet its log is -40 (a -inf would make the LOO of every point NaN)."""
+    fam = family_of(LikelihoodSpec(family=family))
+    classes = {"bernoulli": ["no", "yes"], "categorical": list(LABELS)}[family]
+    logits = np.zeros((5, 1, fam.n_outputs(classes)))
+    logits[..., -1] = 40.0  # every draw sure of the last class
+    logits = logits[..., 0] if fam.n_outputs(classes) == 1 else logits
+    posterior = xr.Dataset(coords={"chain": [0], "draw": np.arange(5)})
+    draws = fam.draws(NetworkOutputs(logits, posterior, classes=classes))
+    np.testing.assert_allclose(draws.log_density(np.array([0])), -40.0, rtol=1e-12)
+    scores = draws.scores(np.array([0]))
+    assert scores["log_loss"] == pytest.approx(40.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "categorical"])
 def test_class_probabilities_match_monte_carlo(family):
     """The mean class probabilities against the label frequencies of 100 replicates of every
     draw (30,000 labels per input), within 5 binomial standard errors."""

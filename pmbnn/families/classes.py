@@ -122,10 +122,15 @@ class ClassDraws(PredictiveDraws):
         self.network, self.network_dims, self.network_coords = logits, dims, coords
 
     def log_density(self, y: np.ndarray) -> np.ndarray:
+        """log P(class y_n | theta_s) from the logits (log-softmax), not log(probability): a
+        probability rounds to 0 or 1 past a logit of about 37, whose log is -inf, and one
+        -inf draw turns the LOO of every point into NaN."""
         codes = np.asarray(y, dtype=np.int64)
-        chosen = np.take_along_axis(self.probabilities, codes[None, :, None], axis=-1)[..., 0]
-        with np.errstate(divide="ignore"):
-            return np.log(chosen)
+        logits = self.network
+        if logits.ndim == 2:  # Bernoulli: one logit, P(second class); the first's is 0
+            logits = np.stack([np.zeros_like(logits), logits], axis=-1)
+        log_p = special.log_softmax(logits, axis=-1)
+        return np.take_along_axis(log_p, codes[None, :, None], axis=-1)[..., 0]
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         u = rng.random(self.probabilities.shape[:-1])
