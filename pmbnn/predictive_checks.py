@@ -15,7 +15,7 @@ import xarray as xr
 from arviz_stats.utils import ELPDData
 from scipy.stats import binom
 
-from pmbnn.families import ClassPrediction
+from pmbnn.families import ClassPrediction, Prediction, PredictiveDraws
 from pmbnn.families.classes import (
     CALIBRATION_BINS,
     expected_calibration_error,
@@ -36,8 +36,11 @@ class Calibration:
     split: str
     levels: np.ndarray  # nominal central-interval probabilities
     coverage: np.ndarray  # fraction of held-out targets inside each interval
-    # Central 95% range of the coverage a perfectly calibrated model would show on this many
-    # points (binomial): coverage outside it is evidence of miscalibration, not noise.
+    # The model's own probability of its intervals, averaged over the rows: the level for a
+    # continuous target, more for whole counts. Central 95% range of the coverage a perfectly
+    # calibrated model would show on this many points (binomial at that probability, which
+    # bounds the Poisson-binomial of unequal rows): outside it is miscalibration, not noise.
+    expected: np.ndarray
     expected_low: np.ndarray
     expected_high: np.ndarray
     pit: np.ndarray  # predictive CDF at each held-out target: Uniform(0, 1) if calibrated
@@ -50,11 +53,17 @@ class Calibration:
             {
                 "nominal": float(n),
                 "empirical": float(e),
+                "expected": float(p),
                 "expected_low": float(lo),
                 "expected_high": float(hi),
             }
-            for n, e, lo, hi in zip(
-                self.levels, self.coverage, self.expected_low, self.expected_high, strict=True
+            for n, e, p, lo, hi in zip(
+                self.levels,
+                self.coverage,
+                self.expected,
+                self.expected_low,
+                self.expected_high,
+                strict=True,
             )
         ]
 
@@ -87,25 +96,35 @@ def calibration(
         return _class_calibration(distribution.summarize(), y, split)
     tails = [(1 - level) / 2 for level in COVERAGE_LEVELS]
     prediction = distribution.summarize(tuple(tails + [1 - t for t in tails]))
-    bounds = list(prediction.quantiles.values())
-    n_levels = len(COVERAGE_LEVELS)
-    coverage = np.array(
-        [np.mean((y >= bounds[i]) & (y <= bounds[i + n_levels])) for i in range(n_levels)]
-    )
-    levels = np.array(COVERAGE_LEVELS)
+    coverage, expected = interval_coverage(distribution, prediction, y)
     pit = distribution.cdf(y)
     assert pit is not None  # every family with interval bounds has a PIT
     return Calibration(
         split=split,
-        levels=levels,
+        levels=np.array(COVERAGE_LEVELS),
         coverage=coverage,
-        expected_low=binom.ppf(0.025, len(y), levels) / len(y),
-        expected_high=binom.ppf(0.975, len(y), levels) / len(y),
+        expected=expected,
+        expected_low=binom.ppf(0.025, len(y), expected) / len(y),
+        expected_high=binom.ppf(0.975, len(y), expected) / len(y),
         pit=pit,
         residual=y - prediction.mean,
         sd_total=prediction.sd_total,
         sd_epistemic=prediction.sd_epistemic,
     )
+
+
+def interval_coverage(
+    distribution: PredictiveDraws, prediction: Prediction, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per level of COVERAGE_LEVELS: the share of targets inside the central interval, and
+    the share the predictive itself expects there (`interval_probability`, averaged)."""
+    coverage, expected = [], []
+    for level in COVERAGE_LEVELS:
+        tail = (1 - level) / 2
+        lower, upper = prediction.quantiles[tail], prediction.quantiles[1 - tail]
+        coverage.append(np.mean((y >= lower) & (y <= upper)))
+        expected.append(np.mean(distribution.interval_probability(lower, upper, level)))
+    return np.array(coverage), np.array(expected)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,8 @@ def _score_lines(scores: Scores, prefix: str) -> list[str]:
         if key not in values:
             continue
         note = f"({scores.n} rows)" if not lines else _SCORE_NOTES.get(key, "")
+        if key == "coverage_90" and "deviance" in values:  # whole counts: ends hold more
+            note = "(nominal 0.90; more for whole counts, see the report)"
         shown = label if key == "coverage_90" else prefix + label
         number = f"{values[key]:.2f}" if key == "coverage_90" else f"{values[key]:.4g}"
         lines.append(f"  {shown:<20} {number}  {note}".rstrip())

@@ -141,6 +141,14 @@ class PredictiveDraws(ABC):
         """P(Y_n <= y_n) under the predictive mixture (the PIT), continuous targets only."""
         return None
 
+    def interval_probability(
+        self, lower: np.ndarray, upper: np.ndarray, level: float
+    ) -> np.ndarray:
+        """P(lower_n <= Y_n <= upper_n) under the predictive, per row, for the central interval
+        of `level` with these ends: the level itself where the ends are exact quantiles of a
+        continuous target; more for whole counts (families of counts override this)."""
+        return np.full(np.shape(lower), level)
+
     @abstractmethod
     def scores(self, y: np.ndarray) -> dict[str, float]:
         """The family's metrics on targets y (lpd always; RMSE, coverage, ...)."""

@@ -87,6 +87,14 @@ class PoissonDraws(PredictiveDraws):
     def location(self) -> np.ndarray:
         return self.rate
 
+    def interval_probability(
+        self, lower: np.ndarray, upper: np.ndarray, level: float
+    ) -> np.ndarray:
+        """The mixture's mass on the counts lower..upper: at least `level`, since the ends are
+        whole counts (a calibrated Poisson with rate 0.7 puts 0.97 on its "90%" interval)."""
+        below = np.where(lower > 0, special.pdtr(np.maximum(lower - 1, 0), self.rate), 0.0)
+        return special.pdtr(upper, self.rate).mean(axis=0) - below.mean(axis=0)
+
     def cdf(self, y: np.ndarray) -> np.ndarray:
         """The randomized PIT of a count (Czado, Gneiting & Held, 2009): F(y - 1) + v (F(y) -
         F(y - 1)), v ~ U(0, 1) from a fixed seed, Uniform(0, 1) when the predictive is right

@@ -129,7 +129,8 @@ def fit_1d(
 
 
 def coverage(calibration: Calibration) -> str:
-    """Empirical against nominal coverage, with the binomial band of a calibrated model."""
+    """Empirical against nominal coverage, with the binomial band of a calibrated model
+    (above the diagonal for whole counts, whose intervals hold more than their level)."""
     figure, axis = _subplots(figsize=(4.6, 4.2))
     levels = calibration.levels
     axis.fill_between(
