@@ -276,9 +276,10 @@ def _vi_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
     if has_approximation(fitted):
         n_draws = n_samples(fitted.posterior)
         khat = importance_densities(fitted).pareto_k() if n_draws >= MIN_DRAWS_FOR_KHAT else None
+        ok_up_to, fail_above = limits.khat_limits(n_draws)
         verdict = FAIL  # also when q cannot be judged at all
-        if khat is not None and khat <= limits.khat_fail:
-            verdict = OK if khat <= limits.khat_ok else WARN
+        if khat is not None and khat <= fail_above:
+            verdict = OK if khat <= ok_up_to else WARN
         detail = (
             f"importance ratios log p(theta, y) - log q(theta) over {n_draws} draws from q"
             if khat is not None
@@ -291,7 +292,7 @@ def _vi_checks(fitted: FittedBnn, limits: Thresholds) -> list[Check]:
                 "Pareto k-hat of p/q (PSIS)",
                 khat,
                 verdict,
-                f"<= {limits.khat_ok} (FAIL > {limits.khat_fail})",
+                f"<= {ok_up_to:.2f} (FAIL > {fail_above:.2f}, for {n_draws} draws)",
                 detail,
                 "q is far from the posterior: its uncertainties are not the posterior's, though "
                 "its predictions may still score well; judge them by the report's calibration "

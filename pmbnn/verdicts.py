@@ -3,6 +3,7 @@ diagnosis that holds them. Data only; `diagnostics.py` computes them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
@@ -48,6 +49,8 @@ class Thresholds:
         E-BFMI below this warns (Betancourt 2016).
     khat_ok, khat_fail : float
         Pareto k-hat of the importance ratios p/q (Yao et al. 2018; Vehtari et al. 2024).
+        khat_fail None (the default): min(1 - 1 / log10 S, 0.7) for S draws, the limit below
+        which PSIS is reliable with that many draws (`khat_limits`).
     """
 
     rhat_ok: float = 1.01
@@ -58,7 +61,16 @@ class Thresholds:
     treedepth_warn: float = 0.01
     ebfmi_warn: float = 0.3
     khat_ok: float = 0.5
-    khat_fail: float = 0.7
+    khat_fail: float | None = None
+
+    def khat_limits(self, draws: int) -> tuple[float, float]:
+        """(OK up to, FAIL above) for k-hat from `draws` draws. PSIS is reliable only below
+        1 - 1 / log10(S) (Vehtari et al. 2024, JMLR 25(72)), at most 0.7: 0.5 at 100 draws,
+        0.67 at 1000; ArviZ's LOO judges its k the same way."""
+        fail = self.khat_fail
+        if fail is None:
+            fail = min(1 - 1 / math.log10(draws), 0.7) if draws > 10 else 0.0
+        return min(self.khat_ok, fail), fail
 
 
 DEFAULT_THRESHOLDS = Thresholds()

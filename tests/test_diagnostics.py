@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from xarray import DataTree
 
-from pmbnn.diagnostics import FAIL, INFO, OK, diagnose, probe_inputs
+from pmbnn.diagnostics import FAIL, INFO, OK, Thresholds, diagnose, probe_inputs
 from pmbnn.loss import PLATEAU_Z, plateau_z
 from pmbnn.pipeline import fit
 from pmbnn.run import load_run
@@ -114,6 +114,16 @@ def test_advi_reports_pareto_k(small_advi_run, capsys):
     assert names == ["loss_convergence", "pareto_k"]
     khat = result["checks"][1]
     assert np.isfinite(khat["value"]) and khat["threshold"].startswith("<= 0.5")
+
+
+def test_khat_limits_follow_the_number_of_draws():
+    """PSIS is reliable only for k below 1 - 1/log10(S) (Vehtari et al. 2024), at most 0.7: a
+    fixed 0.7 passed k-hats that 200 draws cannot estimate."""
+    assert Thresholds().khat_limits(100) == pytest.approx((0.5, 0.5))
+    assert Thresholds().khat_limits(1000) == pytest.approx((0.5, 2 / 3))
+    assert Thresholds().khat_limits(10**8) == pytest.approx((0.5, 0.7))
+    assert Thresholds().khat_limits(25) == pytest.approx((1 - 1 / np.log10(25),) * 2)
+    assert Thresholds(khat_fail=0.9).khat_limits(25) == (0.5, 0.9)  # a user's own limit
 
 
 def test_plateau_statistic():
