@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -40,8 +41,16 @@ def _uci(folder: Path, method: str) -> dict[str, dict]:
     return found
 
 
-def _mean_se(mean: float, se: float | None) -> str:
-    return f"{mean:.3f} +- {se:.3f}" if se is not None else f"{mean:.3f}"
+def _mean_se(mean: float, se: float | None, decimals: int = 3) -> str:
+    return f"{mean:.{decimals}f} +- {se:.{decimals}f}" if se is not None else f"{mean:.{decimals}f}"
+
+
+def _measured(mean: float, se: float | None) -> str:
+    """A figure pmbnn measured: three significant digits where three decimals would show
+    0.000 (kin8nm's and naval's RMSE); published figures keep the precision they were given."""
+    scale = max(abs(mean), se or 0.0)
+    decimals = max(3, 2 - math.floor(math.log10(scale))) if scale else 3
+    return _mean_se(mean, se, decimals)
 
 
 def _minutes(summary: dict) -> str:
@@ -137,7 +146,7 @@ def _uci_matrix(key: str, se_key: str) -> str:
         for results in ours.values():
             s = results.get(dataset)
             row.append(
-                f"{_mean_se(s[f'{key}_mean'], s[se_key])} ({len(s['splits'])})" if s else "-"
+                f"{_measured(s[f'{key}_mean'], s[se_key])} ({len(s['splits'])})" if s else "-"
             )
         row += [_published_cell(m["results"][dataset], key) if dataset in m["results"] else "-"
                 for m in methods.values()]  # fmt: skip
