@@ -22,7 +22,7 @@ from pmbnn.families.classes import (
     reliability_bins,
 )
 from pmbnn.fitted import FittedBnn
-from pmbnn.trace import LOG_LIKELIHOOD, OBSERVED, OBSERVED_DATA, sample_dataarray
+from pmbnn.trace import LOG_LIKELIHOOD, OBSERVED, OBSERVED_DATA, group, sample_dataarray
 from pmbnn.vi_quality import has_approximation, importance_densities
 
 COVERAGE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -202,7 +202,19 @@ def loo_data(fitted: FittedBnn) -> ELPDData | None:
             return azs.loo_approximate_posterior(
                 fitted.trace, densities.log_p, densities.log_q, pointwise=True
             )
-        return azs.loo(fitted.trace, pointwise=True)
+        return azs.loo(fitted.trace, pointwise=True, reff=relative_efficiency(fitted.trace))
+
+
+def relative_efficiency(trace: xr.DataTree) -> float:
+    """LOO's r_eff from what it weights: the mean over training rows of the ESS of each row's
+    likelihood over the draws, per draw (R's loo::relative_eff). ArviZ's default averages the
+    ESS of every posterior variable, the raw weights too, whose ESS collapses whenever chains
+    sit in permuted copies of one network although the likelihoods agree."""
+    log_lik = group(trace, LOG_LIKELIHOOD)[OBSERVED]
+    sample_dims = ["chain", "draw"]
+    likelihood = xr.ufuncs.exp(log_lik - log_lik.max(sample_dims))  # ESS ignores a row's scale
+    ess = likelihood.azstats.ess(method="mean", sample_dims=sample_dims)
+    return float(ess.mean()) / (log_lik.sizes["chain"] * log_lik.sizes["draw"])
 
 
 def pareto_k_counts(result: ELPDData) -> dict[str, int]:

@@ -7,13 +7,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from xarray import DataTree
 
 from pmbnn.diagnostics import FAIL, INFO, OK, Thresholds, diagnose, probe_inputs
 from pmbnn.loss import PLATEAU_Z, plateau_z
 from pmbnn.pipeline import fit
+from pmbnn.predictive_checks import relative_efficiency
 from pmbnn.run import load_run
 from pmbnn.spec import Spec
+from pmbnn.trace import LOG_LIKELIHOOD, OBSERVED
 from tests.helpers import assert_usage_error, fitted_run, run_cli
 
 
@@ -124,6 +127,23 @@ def test_khat_limits_follow_the_number_of_draws():
     assert Thresholds().khat_limits(10**8) == pytest.approx((0.5, 0.7))
     assert Thresholds().khat_limits(25) == pytest.approx((1 - 1 / np.log10(25),) * 2)
     assert Thresholds(khat_fail=0.9).khat_limits(25) == (0.5, 0.9)  # a user's own limit
+
+
+def test_loo_weighs_draws_by_the_efficiency_of_the_likelihood_not_of_the_weights():
+    """Two chains in mirrored copies of one network (a weight's chains at +5 and -5) with the
+    same likelihoods: ArviZ's default r_eff, the mean ESS of every posterior variable, counts
+    the weight's chains as disagreeing; the likelihood's own efficiency is about 1."""
+    from arviz_stats.loo.loo_helper import _get_r_eff
+
+    rng = np.random.default_rng(3)
+    dims = ("chain", "draw")
+    weight = np.stack([5 + 0.1 * rng.normal(size=400), -5 + 0.1 * rng.normal(size=400)])
+    trace = xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"w": (dims, weight)}),
+        LOG_LIKELIHOOD: xr.Dataset({OBSERVED: ((*dims, "obs"), rng.normal(size=(2, 400, 30)))}),
+    })  # fmt: skip
+    assert _get_r_eff(trace, 800) < 0.05
+    assert 0.8 < relative_efficiency(trace) < 1.2
 
 
 def test_plateau_statistic():
