@@ -149,6 +149,7 @@ class Refitter:
         self.inference: CompiledInference | None = None
         self.network: NetworkFunction | None = None
         self.device: DeviceChoice | None = None
+        self.built_for: tuple | None = None  # what the model is built for (`_shape`)
         # Held for a whole fit by callers that share a Refitter between threads (the
         # scikit-learn estimator): one model's data cannot be swapped mid-fit.
         self.lock = threading.Lock()
@@ -156,14 +157,25 @@ class Refitter:
     def model(
         self, spec: Spec, x: np.ndarray, y: np.ndarray, data: Dataset
     ) -> tuple[BnnModel, CompiledInference]:
-        if self.bnn is None or self.inference is None:
+        built_for = _shape(spec, x, data)
+        if self.bnn is None or self.inference is None or built_for != self.built_for:
+            # New, or another network shape: its data cannot be swapped in (a classifier
+            # refitted to labels with another number of classes needs other outputs).
             self.bnn = build_model(spec, x, y, data.feature_names, classes=data.classes)
             self.inference = CompiledInference(self.bnn)
+            self.network, self.device, self.built_for = None, None, built_for
         else:
             coords = {"obs": np.arange(len(y)), "feature": data.feature_names}
             values = {INPUTS: x, TARGET_DATA: self.bnn.family.model_values(y)}
             pm.set_data(values, model=self.bnn.model, coords=coords)
         return self.bnn, self.inference
+
+
+def _shape(spec: Spec, x: np.ndarray, data: Dataset) -> tuple:
+    """What a compiled model is specific to: the spec but its seed, the input width and the
+    class labels (the outputs and their names)."""
+    settings = spec.with_overrides(inference={"seed": 0}).model_dump_json(exclude={"data"})
+    return settings, x.shape[1], None if data.classes is None else tuple(data.classes)
 
 
 def attach_evaluation_data(fitted: FittedBnn, x_test: np.ndarray, y_test: np.ndarray) -> None:

@@ -40,9 +40,10 @@ MAX_COMPILED = 8
 _compiled: OrderedDict[str, Refitter] = OrderedDict()
 
 
-def _refitter(spec: Spec, n_features: int) -> Refitter:
-    """One Refitter per network, settings and input width, least recently used dropped."""
-    key = f"{n_features}:{spec.model_dump_json(exclude={'data'})}"
+def _refitter(spec: Spec, n_features: int, classes: list | None) -> Refitter:
+    """One Refitter per network, settings, input width and class labels, least recently
+    used dropped."""
+    key = f"{n_features}:{classes!r}:{spec.model_dump_json(exclude={'data'})}"
     if key in _compiled:
         _compiled.move_to_end(key)
     else:
@@ -319,7 +320,7 @@ def _fit(
     ]
     data = Dataset(x, y, names, "y", "scikit-learn arrays", classes)
     rows = np.arange(len(y))
-    refitter = _refitter(spec, x.shape[1])
+    refitter = _refitter(spec, x.shape[1], classes)
     with refitter.lock:  # the compiled model is shared: one fit at a time on it
         fitted, metrics = fit_split(spec, data, rows, rows[:0], refitter=refitter)
     fitted.release_model()  # the compiled model is shared with later fits: keep our own

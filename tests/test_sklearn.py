@@ -126,6 +126,28 @@ def _metrics(model):
     return Metrics(model.train_scores_)
 
 
+def test_a_refit_with_another_number_of_classes_gets_its_own_outputs(data, tmp_path):
+    """A compiled classifier has one output per class: refitted to labels with fewer classes
+    (another dataset, a fold without a rare class) it once kept the old outputs, failing at
+    predict and saving a run that did not reload. Also when a Refitter is shared directly."""
+    from pmbnn import load_run, save_run
+    from pmbnn.data import Dataset
+    from pmbnn.pipeline import Refitter, fit_split
+
+    x, _ = data
+    rows = np.arange(60)
+    for count in (4, 3):
+        model = BNNClassifier(**TINY).fit(x[:60], rows % count)
+        assert model.predict_proba(x[:5]).shape == (5, count)
+        save_run(model.fitted_, _metrics(model), tmp_path / f"classes-{count}")
+        assert load_run(tmp_path / f"classes-{count}").classes == list(range(count))
+    refitter, spec = Refitter(), BNNClassifier(**TINY).spec(3)
+    for count in (4, 3):
+        table = Dataset(x[:60], rows % count, ["a", "b", "c"], "y", "arrays", list(range(count)))
+        fitted, _ = fit_split(spec, table, rows, rows[:0], refitter=refitter)
+        assert fitted.predict(x[:5]).probabilities.shape == (5, count)
+
+
 def test_hidden_must_be_a_sequence(data):
     x, y = data
     with pytest.raises(ValueError, match="hidden must be a tuple of layer widths"):
