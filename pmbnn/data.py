@@ -224,11 +224,21 @@ def drop_incomplete_rows(
     label, present); says how many went."""
     columns = features if labelled else [*features, target]
     present = [c for c in columns if c in frame.columns]
-    numeric = frame[present].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    keep = np.isfinite(numeric).all(axis=1)
+    coerced = frame[present].apply(pd.to_numeric, errors="coerce")
+    # A text column (no number in it at all) is left for numeric_columns to name: dropping
+    # every row for it would only hide the mistake. A column of numbers with markers such as
+    # "?" (the UCI files' missing value) loses those rows and becomes numbers.
+    text = [c for c in present if coerced[c].isna().all() and frame[c].notna().any()]
+    judged = [c for c in present if c not in text]
+    keep = np.isfinite(coerced[judged].to_numpy(dtype=float)).all(axis=1)
     if labelled and target in frame.columns:
         keep &= frame[target].notna().to_numpy()
     dropped = int((~keep).sum())
+    if dropped == len(frame) and dropped:
+        raise PmbnnError(
+            f"every row of {source} has a missing or non-numeric value in "
+            f"{', '.join(map(repr, judged))}; nothing is left to use (--dropna)"
+        )
     if dropped:
         warnings.warn(
             f"dropped {dropped} of {len(frame)} row(s) of {source} with missing or infinite "
@@ -236,7 +246,11 @@ def drop_incomplete_rows(
             DataWarning,
             stacklevel=2,
         )
-    return frame[keep].reset_index(drop=True)
+    kept = frame[keep].reset_index(drop=True)
+    for column in judged:
+        if not pd.api.types.is_numeric_dtype(kept[column]):  # text that held numbers
+            kept[column] = coerced[column][keep].to_numpy(dtype=float)
+    return kept
 
 
 def constant_features(x: np.ndarray, names: list[str]) -> list[str]:
@@ -264,7 +278,8 @@ def numeric_columns(
         values = frame[column]
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             numbers = pd.to_numeric(values, errors="coerce")
-            row = int(np.argmax(numbers.isna().to_numpy() & values.notna().to_numpy()))
+            not_numbers = numbers.isna().to_numpy() & values.notna().to_numpy()
+            row = int(np.argmax(not_numbers)) if not_numbers.any() else 0
             fix = (
                 "encode it as numbers, or leave it out with --features"
                 if fitting

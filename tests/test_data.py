@@ -65,6 +65,21 @@ def test_dropna_drops_and_counts(frame, tmp_path):
     assert len(data.y) == ROWS - 3 and np.isfinite(data.x).all() and np.isfinite(data.y).all()
 
 
+def test_dropna_drops_missing_markers_and_still_names_a_text_column(frame, tmp_path):
+    """The UCI files' "?" for a missing number: --dropna drops those rows and reads the rest
+    as numbers (it once dropped them, then refused the column naming a valid number). A
+    column of text is named as such, not dropped row by row into nothing."""
+    frame["a"] = frame["a"].astype(object)
+    frame.loc[[4, 9], "a"] = "?"
+    frame["city"] = "Oslo"
+    path = write(frame, tmp_path / "t.csv")
+    with pytest.warns(DataWarning, match=r"dropped 2 of 30 row"):
+        data = load_dataset(DataSpec(path=path, target="y", features=["a"], dropna=True), 0)
+    assert len(data.y) == ROWS - 2 and np.isfinite(data.x).all()
+    with pytest.raises(PmbnnError, match=r"column 'city' .* is not numeric .*'Oslo'"):
+        load_dataset(DataSpec(path=path, target="y", features=["city"], dropna=True), 0)
+
+
 def test_dropna_ignores_unused_columns(frame, tmp_path):
     frame["notes"] = np.nan
     path = write(frame, tmp_path / "t.csv")
