@@ -18,7 +18,7 @@ from pmbnn.data import Standardizer, numeric_columns
 from pmbnn.errors import PmbnnError
 from pmbnn.families import ClassPrediction, Family, Prediction, PredictiveDraws, family_of
 from pmbnn.families.base import NetworkOutputs, lpd
-from pmbnn.families.summaries import first_rows, joined
+from pmbnn.families.summaries import check_levels, first_rows, joined
 from pmbnn.model import BnnModel, build_model
 from pmbnn.predict import DEFAULT_LEVELS, NetworkFunction, padded
 from pmbnn.spec import Spec
@@ -196,6 +196,7 @@ class FittedBnn:
         whatever the number of rows, so a row's numbers are the same however x was cut
         (predict.BLOCK_ELEMENTS says why).
         """
+        check_levels(levels)
         inputs = self.scaler.x(self.input_matrix(x))
         size = self.network.block_rows(self.posterior.sizes["chain"] * self.posterior.sizes["draw"])
         for start in range(0, max(len(inputs), 1), size):

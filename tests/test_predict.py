@@ -8,6 +8,7 @@ from scipy.optimize import brentq
 from scipy.special import ndtr
 from scipy.stats import norm
 
+from pmbnn.errors import PmbnnError
 from pmbnn.mixture import log_predictive_density, mixture_quantiles
 from pmbnn.run import load_run
 
@@ -115,3 +116,16 @@ def test_vectorised_network_equals_a_per_draw_forward_pass(small_advi_run):
     np.testing.assert_allclose(prediction.mean, f.mean(axis=0))
     np.testing.assert_allclose(prediction.sd_epistemic, f.std(axis=0))
     assert prediction.function_draws.dims == ("chain", "draw", "obs")
+
+
+def test_quantile_levels_are_probabilities_each_with_its_own_column(small_advi_run):
+    """(0.025, 0.975) once became columns q02 and q98, levels a step apart shared one column,
+    and 95 (a percent) blamed the input for an overflow."""
+    fitted = load_run(small_advi_run)
+    x = np.zeros((3, len(fitted.feature_names)))
+    frame = fitted.predict_frame(x, levels=(0.025, 0.5, 0.975))
+    assert [c for c in frame.columns if c.startswith("q")] == ["q2.5", "q50", "q97.5"]
+    for levels, message in [((95,), "level 95 is not a probability"), ((0.0, 1.0), "0.0 is not"),
+                            ((0.001, 0.001), "repeat a level")]:  # fmt: skip
+        with pytest.raises(PmbnnError, match=message):
+            fitted.predict(x, levels=levels)

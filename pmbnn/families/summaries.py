@@ -10,8 +10,31 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pmbnn.errors import PmbnnError
+
 SUMMARY_COLUMNS = ("mean", "sd_total", "sd_epistemic", "sd_aleatoric")  # then q05, q95, ...
 CLASS_COLUMNS = ("label", "entropy_total", "entropy_aleatoric", "mutual_information")
+
+
+def quantile_column(level: float) -> str:
+    """q05, q95 for whole percents; q2.5, q97.5 otherwise (never two levels on one name)."""
+    percent = level * 100
+    whole = round(percent)
+    return f"q{whole:02d}" if abs(percent - whole) < 1e-9 else f"q{percent:g}"
+
+
+def check_levels(levels: tuple[float, ...]) -> None:
+    """Quantile levels are distinct probabilities strictly inside (0, 1): 0 and 1 are the
+    support's ends (infinite for most families), 95 is a percent meant as 0.95."""
+    for level in levels:
+        if not 0 < level < 1:
+            raise PmbnnError(
+                f"quantile level {level!r} is not a probability strictly between 0 and 1; "
+                "write levels as fractions, e.g. (0.05, 0.95)"
+            )
+    names = [quantile_column(level) for level in levels]
+    if len(set(names)) < len(names):
+        raise PmbnnError(f"quantile levels {levels} repeat a level; give each once")
 
 
 @dataclass(frozen=True)
@@ -44,7 +67,7 @@ class Prediction:
     def to_frame(self) -> pd.DataFrame:
         summaries = (self.mean, self.sd_total, self.sd_epistemic, self.sd_aleatoric)
         columns = dict(zip(SUMMARY_COLUMNS, summaries, strict=True))
-        columns |= {f"q{round(level * 100):02d}": q for level, q in self.quantiles.items()}
+        columns |= {quantile_column(level): q for level, q in self.quantiles.items()}
         return pd.DataFrame(columns)
 
     def finite_rows(self) -> np.ndarray:
