@@ -274,8 +274,15 @@ def numeric_columns(
             f"unknown column {', '.join(map(repr, missing))} in {source}{needed}; "
             f"columns are: {', '.join(map(str, frame.columns))}"
         )
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()] if c in columns})
+    if repeated:
+        raise PmbnnError(f"column {repeated[0]!r} appears more than once in {source}; rename "
+                         "or drop the copies")  # fmt: skip
     for column in columns:
         values = frame[column]
+        if pd.api.types.is_complex_dtype(values):
+            raise PmbnnError(f"column {column!r} in {source} holds complex numbers; give its "
+                             "real and imaginary parts as two columns")  # fmt: skip
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
             numbers = pd.to_numeric(values, errors="coerce")
             not_numbers = numbers.isna().to_numpy() & values.notna().to_numpy()

@@ -135,6 +135,8 @@ class FittedBnn:
             )
         if not np.issubdtype(array.dtype, np.number) or array.dtype == bool:
             raise PmbnnError(f"x holds {array.dtype} values; the run needs numbers")
+        if np.iscomplexobj(array):  # astype(float) would drop the imaginary part
+            raise PmbnnError("x holds complex numbers; the run needs real ones")
         array = array.astype(float)
         if not np.isfinite(array).all():
             row = int(np.nonzero(~np.isfinite(array).all(axis=1))[0][0])

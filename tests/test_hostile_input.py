@@ -183,6 +183,9 @@ class TestPythonPredict:
             (np.zeros(3), r"shape \(3,\)"),
             (np.array([["a"]]), "holds <U1 values"),
             (np.array([[np.nan]]), "missing or infinite value in row 0"),
+            (np.array([[1 + 2j]]), "complex numbers"),
+            (pd.DataFrame([[1.0, 2.0]], columns=["x", "x"]), "'x' appears more than once"),
+            (pd.DataFrame({"x": [1 + 2j]}), "'x' in the DataFrame holds complex numbers"),
         ],
     )
     def test_bad_inputs_name_the_problem(self, small_advi_run, x, fragment):
