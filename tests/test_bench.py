@@ -47,7 +47,7 @@ def uci_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_spec() -> Spec:
     return Spec().with_overrides(
-        network={"hidden": [4]}, inference={"iterations": 1000, "draws": 100}
+        network={"hidden": [4]}, inference={"method": "advi", "iterations": 1000, "draws": 100}
     )
 
 
