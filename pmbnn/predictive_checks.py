@@ -68,12 +68,15 @@ class Calibration:
         ]
 
     def to_dict(self) -> dict:
-        z = self.residual / self.sd_total
+        # Rows whose predictive sd is infinite (Student-t, nu <= 2 in a draw) have no z: left
+        # out, not counted as z = 0, which would shrink the sd towards "too wide".
+        finite = np.isfinite(self.sd_total)
+        z = self.residual[finite] / self.sd_total[finite]
         return {
             "split": self.split,
             "n": len(self.pit),
             "coverage": self.table(),
-            "standardized_residual_sd": float(z.std()),
+            "standardized_residual_sd": float(z.std()) if len(z) else None,
             "pit_ks_distance": _ks_uniform(self.pit),
         }
 

@@ -19,7 +19,7 @@ from pmbnn.families import FAMILIES, entropy_split, family_of
 from pmbnn.families.base import NetworkOutputs
 from pmbnn.model import build_model
 from pmbnn.pipeline import fit
-from pmbnn.predictive_checks import COVERAGE_LEVELS, interval_coverage
+from pmbnn.predictive_checks import COVERAGE_LEVELS, Calibration, interval_coverage
 from pmbnn.run import load_run
 from pmbnn.spec import Family, LikelihoodSpec, Spec, load_builtin_spec
 from tests.helpers import assert_usage_error, open_in_chromium, run_cli
@@ -219,6 +219,19 @@ def test_count_intervals_are_judged_against_their_own_probability():
     # count Poisson-binomial, whose variance is below the binomial's at the same mean)
     low, high = binom.ppf(0.0005, n, expected) / n, binom.ppf(0.9995, n, expected) / n
     assert np.all((low <= coverage) & (coverage <= high)), (coverage, expected)
+
+
+def test_rows_without_a_finite_predictive_sd_are_left_out_of_the_residual_sd():
+    """Student-t noise with nu <= 2 in some draw has no variance: such a row's z is undefined,
+    not 0 (which pulled the standardized residual sd below 1, "intervals too wide")."""
+    one = np.ones(1)
+    calibration = Calibration(
+        "test", one, one, one, one, one, np.full(3, 0.5),
+        residual=np.array([2.0, -2.0, 5.0]),
+        sd_total=np.array([2.0, 2.0, np.inf]),
+        sd_epistemic=np.ones(3),
+    )  # fmt: skip
+    assert calibration.to_dict()["standardized_residual_sd"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("family", ["bernoulli", "categorical"])
