@@ -6,6 +6,7 @@ Everything is checked here, once, at the edge; later stages trust the arrays.
 from __future__ import annotations
 
 import hashlib
+import numbers
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,12 +279,19 @@ def numeric_columns(
     if repeated:
         raise PmbnnError(f"column {repeated[0]!r} appears more than once in {source}; rename "
                          "or drop the copies")  # fmt: skip
+    table = frame[columns].copy()
     for column in columns:
         values = frame[column]
         if pd.api.types.is_complex_dtype(values):
             raise PmbnnError(f"column {column!r} in {source} holds complex numbers; give its "
                              "real and imaginary parts as two columns")  # fmt: skip
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        if pd.api.types.is_bool_dtype(values):
+            fix = "encode them as 0 and 1" if fitting else "the run needs them as numbers"
+            raise PmbnnError(f"column {column!r} in {source} holds True/False values; {fix}")
+        if values.dtype == object and values.dropna().map(_is_number).all():
+            table[column] = values.astype(float)  # numbers stored as objects: Decimal, int
+            continue
+        if not pd.api.types.is_numeric_dtype(values):
             numbers = pd.to_numeric(values, errors="coerce")
             not_numbers = numbers.isna().to_numpy() & values.notna().to_numpy()
             row = int(np.argmax(not_numbers)) if not_numbers.any() else 0
@@ -296,7 +304,7 @@ def numeric_columns(
                 f"column {column!r} in {source} is not numeric (data row {row + 1}: "
                 f"{values.iloc[row]!r}); {fix}"
             )
-    values = frame[columns].to_numpy(dtype=float)
+    values = table.to_numpy(dtype=float)
     bad = ~np.isfinite(values)
     if bad.any():
         rows, cols = np.nonzero(bad)
@@ -350,3 +358,7 @@ def split_indices(rows: int, test_fraction: float, seed: int) -> tuple[np.ndarra
         )
     order = np.random.default_rng([seed, 7]).permutation(rows)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Number) and not isinstance(value, bool | complex)

@@ -175,6 +175,15 @@ class TestPythonPredict:
         by_frame = fitted.predict(pd.DataFrame({"other": -x, "x": x})).to_frame()
         pd.testing.assert_frame_equal(by_array, by_frame)
 
+    def test_numbers_stored_as_objects_are_numbers(self, small_advi_run):
+        """Parquet's decimals arrive as Decimal objects: numbers, converted as such."""
+        from decimal import Decimal
+
+        fitted = load_run(small_advi_run)
+        exact = fitted.predict(np.array([[1.5], [-2.0]])).to_frame()
+        as_objects = pd.DataFrame({"x": [Decimal("1.5"), -2]}, dtype=object)
+        pd.testing.assert_frame_equal(fitted.predict(as_objects).to_frame(), exact)
+
     @pytest.mark.parametrize(
         ("x", "fragment"),
         [
@@ -186,6 +195,8 @@ class TestPythonPredict:
             (np.array([[1 + 2j]]), "complex numbers"),
             (pd.DataFrame([[1.0, 2.0]], columns=["x", "x"]), "'x' appears more than once"),
             (pd.DataFrame({"x": [1 + 2j]}), "'x' in the DataFrame holds complex numbers"),
+            (pd.DataFrame({"x": [True]}), "'x' in the DataFrame holds True/False values"),
+            (pd.DataFrame({"x": ["1.5"]}), r"not numeric \(data row 1: '1.5'\)"),  # text stays text
         ],
     )
     def test_bad_inputs_name_the_problem(self, small_advi_run, x, fragment):
