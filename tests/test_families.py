@@ -221,6 +221,15 @@ def test_count_intervals_are_judged_against_their_own_probability():
     assert np.all((low <= coverage) & (coverage <= high)), (coverage, expected)
 
 
+def test_integer_labels_stay_exact():
+    """Labels are compared as integers: through floats, 2**53 and 2**53 + 1 were one class."""
+    labels = pd.Series([2**53, 2**53 + 1, 2**53], dtype="int64")
+    codes, classes = family_of(LikelihoodSpec(family="bernoulli")).encode_labels(
+        labels, "y", "test", None
+    )
+    assert classes == [2**53, 2**53 + 1] and codes.tolist() == [0, 1, 0]
+
+
 def test_rows_without_a_finite_predictive_sd_are_left_out_of_the_residual_sd():
     """Student-t noise with nu <= 2 in some draw has no variance: such a row's z is undefined,
     not 0 (which pulled the standardized residual sd below 1, "intervals too wide")."""

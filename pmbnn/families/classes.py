@@ -207,6 +207,8 @@ def _labels(values: pd.Series, column: str, source: str, family: str) -> list:
     """The labels as Python values: integers (whole numbers, bools) or strings."""
     if pd.api.types.is_bool_dtype(values):
         return [bool(v) for v in values]
+    if pd.api.types.is_integer_dtype(values):  # exact: floats merge labels past 2**53
+        return [int(v) for v in values]
     if pd.api.types.is_numeric_dtype(values):
         numbers = values.to_numpy(dtype=float)
         fractional = ~np.isfinite(numbers) | (numbers != np.round(numbers))
