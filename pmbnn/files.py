@@ -182,7 +182,7 @@ class Destination:
         if foreign is None:
             return f"is not a pmbnn {kind.name} (no valid {kind.manifest} of one)"
         if foreign:
-            return f"holds files pmbnn did not write ({', '.join(foreign[:5])})"
+            return f"holds what pmbnn did not write, or changed since ({', '.join(foreign[:5])})"
         return None
 
     def _publish(self) -> None:

@@ -7,7 +7,9 @@ never blocks the next one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -37,12 +39,26 @@ class OutputLock:
         self.fd: int | None = None
         while True:
             try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                # Never through a link, never to anything but a plain file: a lock name
+                # planted as a link to someone's file would otherwise be truncated.
+                flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                fd = os.open(lock_path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise PmbnnError(
+                        f"cannot write {target}: its lock file {lock_path} is a symbolic link; "
+                        "nothing was written (remove the link, or choose another --out)"
+                    ) from None
                 raise PmbnnError(
                     f"cannot write {target}: {exc.strerror or exc}; nothing was written "
                     "(choose another --out)"
                 ) from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise PmbnnError(
+                    f"cannot write {target}: its lock file {lock_path} is not a plain file; "
+                    "nothing was written (remove it, or choose another --out)"
+                )
             try:
                 if self._lock(fd, target) and _still_named(lock_path, fd):
                     os.ftruncate(fd, 0)

@@ -121,9 +121,11 @@ def verify(folder: Path, kind: str, name: str = MANIFEST) -> None:
 
 
 def foreign_entries(folder: Path, kind: str, name: str = MANIFEST) -> list[str] | None:
-    """Entries of folder that pmbnn did not write as a `kind`; None if it is not one at all.
+    """Entries of folder that pmbnn did not write as a `kind`, or that changed since (a file
+    edited, a file replaced by a folder or a link); None if it is not one at all.
 
-    Used before replacing a folder: only one that pmbnn wrote, holding nothing else, may go.
+    Used before replacing a folder: only one that pmbnn wrote, unchanged and holding nothing
+    else, may go (a file it wrote but that is missing now loses nothing).
     """
     try:
         content = read_manifest(folder, name)
@@ -131,5 +133,17 @@ def foreign_entries(folder: Path, kind: str, name: str = MANIFEST) -> list[str] 
         return None
     if content["kind"] != kind:
         return None
-    listed = {name, *content["files"]}
-    return sorted(p.name for p in folder.iterdir() if p.name not in listed)
+    files = content["files"]
+    foreign = []
+    for entry in folder.iterdir():
+        if entry.name not in files and entry.name != name:
+            foreign.append(entry.name)
+        elif entry.is_symlink() or not entry.is_file():  # a folder or link where pmbnn wrote
+            foreign.append(entry.name)  # a file: the user's now
+        elif entry.name in files and _changed(entry, files[entry.name]):
+            foreign.append(f"{entry.name} (changed since pmbnn wrote it)")
+    return sorted(foreign)
+
+
+def _changed(path: Path, expected: dict) -> bool:
+    return path.stat().st_size != expected["bytes"] or file_digest(path) != expected["sha256"]

@@ -83,8 +83,45 @@ def test_force_keeps_a_run_that_holds_a_users_file(small_advi_run, tmp_path, cap
     before = tree(run)
     spec = str(small_advi_run / "spec.toml")
     code, _, err = run_cli(capsys, "fit", spec, "--out", str(run), "--force")
-    assert_usage_error(code, err, "holds files pmbnn did not write (thesis.tex)")
+    assert_usage_error(code, err, "holds what pmbnn did not write, or changed since (thesis.tex)")
     assert tree(run) == before
+
+
+@pytest.mark.parametrize("change", ["edited", "a folder", "a link"])
+def test_force_keeps_an_output_whose_files_the_user_changed(tmp_path, change):
+    """--force replaces what pmbnn wrote, unchanged: a file the user edited since, or a
+    folder or link put where pmbnn wrote a file, is theirs (a folder's content was once
+    deleted with it)."""
+    target = tmp_path / "out"
+    write_folder(target, KIND, lambda folder: (folder / "a.txt").write_text("pmbnn's"))
+    (target / "a.txt").unlink()
+    if change == "edited":
+        (target / "a.txt").write_text("my notes")
+    elif change == "a folder":
+        (target / "a.txt").mkdir()
+        (target / "a.txt" / "thesis.tex").write_text("chapter 1")
+    else:
+        (tmp_path / "mine.txt").write_text("mine")
+        (target / "a.txt").symlink_to(tmp_path / "mine.txt")
+    before = tree(target) if change != "a folder" else None
+    with pytest.raises(PmbnnError, match=r"or changed since \(a.txt"):
+        write_folder(target, KIND, lambda folder: (folder / "a.txt").write_text("new"), force=True)
+    if before is not None:
+        assert tree(target) == before
+    else:
+        assert (target / "a.txt" / "thesis.tex").read_text() == "chapter 1"
+    if change == "a link":
+        assert (tmp_path / "mine.txt").read_text() == "mine"
+
+
+def test_a_lock_name_planted_as_a_link_is_refused_not_followed(tmp_path):
+    """The lock file's name is predictable: a link there to someone's file is not truncated."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".out.pmbnn-lock").symlink_to(victim)
+    with pytest.raises(PmbnnError, match="symbolic link"):
+        write_folder(tmp_path / "out", KIND, lambda folder: None)
+    assert victim.read_text() == "precious" and not (tmp_path / "out").exists()
 
 
 def test_a_report_never_replaces_a_run(small_advi_run, tmp_path, capsys):
