@@ -4,6 +4,7 @@ codes (their meaning: `arguments.py`, which holds the grammar)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -124,6 +125,7 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
     from pmbnn.inference.compile_target import compile_target
     from pmbnn.inference.device import DeviceChoice
     from pmbnn.inference.samplers import SamplerChoice
+    from pmbnn.locks import OutputBusy
     from pmbnn.pipeline import fit
     from pmbnn.run import RUN, data_label, default_run_dir, save_run
     from pmbnn.text import fit_summary
@@ -145,10 +147,18 @@ def _fit(args: argparse.Namespace, progress: bool) -> int:
         settings = settings.model_copy(update={"sampler": sampler.name})
     DeviceChoice.for_setting(settings)
     compile_target(spec.inference.backend)  # likewise: "jax" without JAX is a usage error
-    out_dir = args.out or default_run_dir(spec, args.spec)
     inputs = [spec.data.path, spec.data.test_path, args.spec]
     # Reserved before fitting: a busy, protected or unwritable --out fails now, not after it.
-    with Destination(out_dir, RUN, args.force, inputs) as destination:
+    with contextlib.ExitStack() as reserved:
+        while True:
+            out_dir = args.out or default_run_dir(spec, args.spec)
+            try:
+                destination = reserved.enter_context(Destination(out_dir, RUN, args.force, inputs))
+                break
+            except OutputBusy:
+                if args.out is not None:
+                    raise
+                # Another fit took the same default name this second: take the next one.
         started = time.perf_counter()
         fitted, metrics = fit(spec, progress=progress)
         seconds = time.perf_counter() - started

@@ -21,6 +21,10 @@ except ImportError:  # Windows: no advisory locks; one writer per output is not 
 from pmbnn.errors import OutputWarning, PmbnnError
 
 
+class OutputBusy(PmbnnError):
+    """Another pmbnn process holds the output's lock: it is writing that output now."""
+
+
 def lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.pmbnn-lock"
 
@@ -78,7 +82,7 @@ class OutputLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
-            raise PmbnnError(
+            raise OutputBusy(
                 f"another pmbnn process{f' (pid {holder})' if holder else ''} is writing "
                 f"{target} now; wait for it to finish, or choose another --out"
             ) from None

@@ -23,6 +23,7 @@ from pmbnn.evaluation import Metrics
 from pmbnn.families import family_of
 from pmbnn.files import Destination, OutputKind, write_folder
 from pmbnn.fitted import FittedBnn
+from pmbnn.locks import lock_path
 from pmbnn.manifest import MANIFEST, verify
 from pmbnn.model import parameter_shapes
 from pmbnn.spec import Spec, read_spec_file
@@ -127,7 +128,7 @@ def default_run_dir(
     title = output_title(spec, spec_argument, method, spec.inference.sampler)
     stem = "-".join([title, method, time.strftime("%Y%m%d-%H%M%S")])
     candidate, suffix = root / stem, 1
-    while candidate.exists():
+    while candidate.exists() or lock_path(candidate).exists():  # taken, or being written
         suffix += 1
         candidate = root / f"{stem}-{suffix}"
     return candidate

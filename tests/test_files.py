@@ -124,6 +124,21 @@ def test_a_lock_name_planted_as_a_link_is_refused_not_followed(tmp_path):
     assert victim.read_text() == "precious" and not (tmp_path / "out").exists()
 
 
+def test_a_default_run_name_being_written_is_passed_over(tmp_path, monkeypatch):
+    """Two fits started together share the default name's second: the second takes the next
+    free name (`fit` also retries when it loses the race for a lock) instead of being told
+    another process writes an --out the user never gave."""
+    from pmbnn.run import default_run_dir
+    from pmbnn.spec import Spec
+
+    monkeypatch.setattr("pmbnn.run.time.strftime", lambda _: "20261127-063000")
+    first = default_run_dir(Spec(), None, tmp_path)
+    with Destination(first, RUN):
+        second = default_run_dir(Spec(), None, tmp_path)
+    assert first.name == "sine-gap-nuts-20261127-063000"
+    assert second.name == "sine-gap-nuts-20261127-063000-2"
+
+
 def test_a_report_never_replaces_a_run(small_advi_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(small_advi_run, run)
