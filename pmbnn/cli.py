@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             signum = interrupts.received_signal() or signal.SIGINT
             if isinstance(exc, interrupts.CompletedBeforeInterrupt):
                 outcome = str(exc)
+            elif interrupts.written():  # the interrupt came after an output was published
+                outcome = f"{' and '.join(interrupts.written())} was written completely"
             else:
                 outcome = "nothing was written"
             print(f"pmbnn: interrupted ({signal.Signals(signum).name}); {outcome}", file=sys.stderr)

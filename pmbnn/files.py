@@ -86,6 +86,7 @@ class Destination:
             raise _write_error(self.path, exc) from None
         with interrupts.deferred(f"{self.path} was written completely before the interrupt"):
             self._publish()
+            interrupts.note_written(self.path)
         return self.path
 
     def _reserve(self) -> None:

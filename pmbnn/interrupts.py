@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 # Exit codes of a command stopped by a signal, as a shell reports them (128 + signal number).
 EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -38,11 +38,22 @@ class _State:
     received: int | None = None  # the signal that interrupted the running command
     deferring = False  # inside `deferred`: record signals, raise after the block
     depth = 0  # nesting of `handle_signals`
+    written: ClassVar[list[str]] = []  # outputs published since `handle_signals` began
 
 
 def received_signal() -> int | None:
     """The interrupting signal received since the outermost `handle_signals` began, if any."""
     return _State.received
+
+
+def note_written(output: object) -> None:
+    """Record a published output: an interrupt after it must not say "nothing was written"."""
+    _State.written.append(str(output))
+
+
+def written() -> list[str]:
+    """The outputs published since the outermost `handle_signals` began."""
+    return list(_State.written)
 
 
 def raise_if_interrupted() -> None:
@@ -73,6 +84,7 @@ def handle_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -
         return
     if _State.depth == 0:
         _State.received = None
+        _State.written = []
     _State.depth += 1
     previous = {}
     try:

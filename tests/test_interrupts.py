@@ -319,6 +319,29 @@ def test_an_interrupt_during_publication_is_held_and_reported_after_it(tmp_path,
     assert (tmp_path / "out" / "a.txt").read_text() == "1"
 
 
+def test_an_interrupt_just_after_publication_does_not_deny_the_output(
+    tmp_path, monkeypatch, capsys
+):
+    """Ctrl-C after the output was renamed in, as its lock is released: the exit says the
+    output was written (it once said "nothing was written" beside a whole report)."""
+    from pmbnn import locks
+
+    release = locks.OutputLock.release
+
+    def interrupted_release(lock):
+        os.kill(os.getpid(), signal.SIGINT)
+        release(lock)
+
+    monkeypatch.setattr(locks.OutputLock, "release", interrupted_release)
+    out = tmp_path / "prior"
+    code, _, err = run_cli(capsys, "prior", "--draws", "2", "--out", str(out))
+    assert code == 130, err
+    assert err.strip().splitlines()[-1] == (
+        f"pmbnn: interrupted (SIGINT); {out} was written completely"
+    )
+    assert (out / "index.html").is_file()
+
+
 @pytest.mark.parametrize("broken", ["eof", "broken pipe", "truncated pickle"])
 def test_a_chain_whose_parent_stopped_mid_message_exits_quietly(capfd, broken):
     """A chain whose parent is interrupted while handing it its work reads a truncated pickle
