@@ -137,3 +137,50 @@ def test_blackjax_chunks_change_nothing_but_memory(monkeypatch):
         np.testing.assert_array_equal(
             chunked["sample_stats"][name].values, whole["sample_stats"][name].values
         )
+
+
+def test_the_metric_buffer_holds_the_longest_slow_window():
+    """At tune 1000 the schedule's last slow window is 525 steps; BlackJAX's buffer of
+    2 * max(tune // 5, 128) = 400 lost draws and kept counting them (a metric mean shrunk by
+    400/525). The windows are Stan's doubling ones: 25, 50, 100, 200, then the rest."""
+    require_extra("blackjax")
+    from blackjax.adaptation.window_adaptation import build_schedule
+
+    from pmbnn.inference.blackjax_nuts import largest_slow_window
+
+    assert largest_slow_window(build_schedule(1000, initial_buffer_size=50)) == 525
+    assert largest_slow_window(build_schedule(300, initial_buffer_size=15)) == 160
+    assert largest_slow_window([]) == 0
+
+
+def test_the_warm_up_gets_a_buffer_that_holds_its_longest_window(monkeypatch):
+    """What _run_chains hands BlackJAX's adaptation at tune 1000 (caught at its init, before
+    any step runs)."""
+    require_extra("blackjax")
+    import jax.numpy as jnp
+    from blackjax.adaptation import low_rank_adaptation
+
+    from pmbnn.inference import blackjax_nuts
+    from pmbnn.spec import InferenceSpec
+
+    class Seen(Exception):
+        pass
+
+    def recording_base(**kwargs):
+        _, update, final = original(**kwargs)
+
+        def init_and_stop(position, gradient, step_size, buffer):
+            raise Seen(buffer)
+
+        return init_and_stop, update, final
+
+    original = low_rank_adaptation.base
+    monkeypatch.setattr(low_rank_adaptation, "base", recording_base)
+    settings = InferenceSpec(method="nuts", tune=1000, draws=1, chains=1)
+    start = [np.zeros((1, 2))]
+    with pytest.raises(Seen) as seen:
+        blackjax_nuts._run_chains(
+            lambda x: -0.5 * jnp.sum(x[0] ** 2), settings, np.zeros((1, 2), np.uint32),
+            start, False, None,
+        )  # fmt: skip
+    assert seen.value.args[0] >= 525

@@ -25,9 +25,9 @@ from xarray import DataTree
 
 from pmbnn.spec import InferenceSpec
 
-# Low-rank directions beside the diagonal. None: on the perf workload (seed 0) nutpie's
-# default of 10 left the trees at the depth limit (1019 gradients per draw, against 510
-# with the diagonal alone), as nutpie's own low-rank adaptation did (764 against 511).
+# Low-rank directions beside the diagonal: 0, the diagonal only. On the perf workload (seed 0)
+# nutpie's default of 10 left the trees at the depth limit (1019 gradients per draw, against
+# 510 with the diagonal alone), as nutpie's own low-rank adaptation did (764 against 511).
 MAX_RANK = 0
 # The warm-up starts from the identity metric: starting from nutpie's 1 / |gradient| at the
 # initial point measured slower (2.80 and 2.49 ESS/s against 2.91 and 3.14, seeds 0 and 1).
@@ -127,8 +127,13 @@ def _run_chains(
         max_rank=MAX_RANK, target_acceptance_rate=settings.target_accept
     )
     nuts_step = blackjax.nuts.build_kernel()
-    # BlackJAX's buffer: the largest slow window of the schedule (older draws drop out).
-    buffer = min(2 * max(tune // 5, 128), max(tune, 1))
+    first = max(int(INITIAL_BUFFER_SHARE * tune), 10)
+    schedule = build_schedule(tune, initial_buffer_size=first) if tune > 0 else []
+    # BlackJAX's buffer size, raised to hold every draw of the longest slow window: at some
+    # tunes its 2 * max(tune // 5, 128) is smaller than this schedule's last window (400
+    # against 525 at tune 1000), and a full buffer keeps counting draws it no longer holds,
+    # shrinking the metric's mean and inflating its variances.
+    buffer = max(min(2 * max(tune // 5, 128), max(tune, 1)), largest_slow_window(schedule))
 
     def init(position: Any) -> tuple[Any, Any]:
         state = blackjax.nuts.init(position, logp)
@@ -177,9 +182,6 @@ def _run_chains(
     warmup_keys, draw_keys = jax.vmap(chain_keys)(keys)
     state, adaptation = mapped(init)(start)
     if tune > 0:
-        schedule = build_schedule(
-            tune, initial_buffer_size=max(int(INITIAL_BUFFER_SHARE * tune), 10)
-        )
         stages = tuple(
             np.broadcast_to(column, (chains, tune)) for column in zip(*schedule, strict=True)
         )
@@ -195,6 +197,18 @@ def _run_chains(
         *outputs,
     )
     return positions, stats
+
+
+def largest_slow_window(schedule: Any) -> int:
+    """Steps in the longest metric-learning (slow, stage 1) window of a warm-up schedule of
+    (stage, window ends here) rows."""
+    longest = run = 0
+    for stage, window_ends in np.asarray(schedule).reshape(-1, 2):
+        run = run + 1 if stage == 1 else 0
+        longest = max(longest, run)
+        if window_ends:
+            run = 0
+    return longest
 
 
 def _scan_chunk(step: Callable[[Any, Any], tuple[Any, Any]]) -> Callable[[Any, Any], Any]:
