@@ -181,7 +181,7 @@ def _spec_from_arguments(args: argparse.Namespace) -> Spec:
     else:
         spec = load_spec(BUILTIN_EXAMPLE)
     features = [name.strip() for name in args.features.split(",")] if args.features else None
-    return spec.with_overrides(
+    spec = spec.with_overrides(
         likelihood={"family": args.family},
         data={
             "path": _absolute(args.data),
@@ -192,6 +192,12 @@ def _spec_from_arguments(args: argparse.Namespace) -> Spec:
             "test_fraction": args.test_fraction,
         },
     )
+    if spec.data.path is None and spec.data.example is None:  # else the example's data
+        raise PmbnnError(
+            f"spec {args.spec} names no data: give --data FILE --target COLUMN (or set "
+            "[data].path or [data].example in it)"
+        )
+    return spec
 
 
 def _prior(args: argparse.Namespace, progress: bool) -> int:

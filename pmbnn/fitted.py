@@ -84,7 +84,14 @@ class FittedBnn:
         if self._model is None:
             x = group(self.trace, CONSTANT_DATA)[INPUTS].values
             y = group(self.trace, OBSERVED_DATA)[OBSERVED].values
-            self._model = build_model(self.spec, x, y, self.feature_names, classes=self.classes)
+            self._model = build_model(
+                self.spec,
+                x,
+                y,
+                self.feature_names,
+                classes=self.classes,
+                target_scale=self.scaler.y_scale,
+            )
         return self._model
 
     def with_trace(self, trace: DataTree) -> FittedBnn:

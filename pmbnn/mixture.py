@@ -25,7 +25,9 @@ from pmbnn.cores import usable_cores
 
 QUANTILE_TOL = 1e-12  # predictive sds: a Newton step this small leaves an error ~1e-24 sd
 MAX_QUANTILE_STEPS = 100  # a cap only: bisection alone halves 16 sds to 1e-12 in 44 steps
-BRACKET_SDS = 8.0  # every component's mass beyond 8 sds is < 1e-15: the root lies inside
+# Every component's mass beyond 8 sds is < 1e-15, so the root of a level in (1e-15, 1 - 1e-15)
+# lies inside; a more extreme level widens it to |z| + 1 sds.
+BRACKET_SDS = 8.0
 # Inputs per call of the kernel, transposed to contiguous rows of draws: bounds the copy and
 # is the unit of work of the threads.
 BLOCK_INPUTS = 2048
@@ -78,22 +80,23 @@ def _solve_quantiles(
         row = rows[n]
         mean = 0.0
         noise_var = 0.0
-        low0 = math.inf
-        high0 = -math.inf
         for s in range(n_draws):
             sd_s = scale[n, s]
             inv_scale[s] = 1.0 / sd_s
             mean += row[s]
             noise_var += sd_s * sd_s
-            low0 = min(low0, row[s] - BRACKET_SDS * sd_s)
-            high0 = max(high0, row[s] + BRACKET_SDS * sd_s)
         mean /= n_draws
         spread = 0.0
         for s in range(n_draws):
             spread += (row[s] - mean) ** 2
         sd = math.sqrt((spread + noise_var) / n_draws)
         for k in range(levels.shape[0]):
-            low, high = low0, high0
+            width = max(BRACKET_SDS, abs(start_z[k]) + 1.0)
+            low = math.inf
+            high = -math.inf
+            for s in range(n_draws):
+                low = min(low, row[s] - width * scale[n, s])
+                high = max(high, row[s] + width * scale[n, s])
             q = min(max(mean + start_z[k] * sd, low), high)
             last_step = before_last = high - low
             for _ in range(MAX_QUANTILE_STEPS):

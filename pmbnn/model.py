@@ -33,6 +33,7 @@ from pmbnn.trace import (
     LAYER_SCALE,
     STANDARD_SUFFIX,
     TARGET_DATA,
+    TARGET_SCALE,
 )
 
 HYPERPRIORS: dict[str, Callable[..., TensorVariable]] = {
@@ -113,9 +114,11 @@ def build_model(
     feature_names: list[str],
     batch_size: int | None = None,
     classes: list | None = None,
+    target_scale: float = 1.0,
 ) -> BnnModel:
     """The BNN of `spec` on (already scaled) inputs x and targets y (class codes, with the
-    labels in `classes`, for a labelled family).
+    labels in `classes`, for a labelled family); `target_scale` is the sd the targets were
+    divided by, so that a fixed noise sd keeps the target's units.
 
     With `batch_size`, the likelihood sees a fresh random minibatch of that many rows at each
     evaluation, scaled up to all rows (``total_size``): an unbiased, stochastic log density
@@ -176,9 +179,9 @@ def build_model(
         output = h
         output.name = FUNCTION
         if batch_size is None:
-            family.likelihood(output, targets, dims="obs", shape=h.shape[0])
+            family.likelihood(output, targets, target_scale, dims="obs", shape=h.shape[0])
         else:
-            family.likelihood(output, observed, total_size=len(y))
+            family.likelihood(output, observed, target_scale, total_size=len(y))
 
     return BnnModel(
         model=model,
@@ -232,4 +235,19 @@ def minibatch_model(bnn: BnnModel, batch_size: int) -> BnnModel:
     """
     feature_names = list(bnn.model.coords["feature"])
     x, y = bnn.inputs.get_value(), bnn.model[TARGET_DATA].get_value()
-    return build_model(bnn.spec, x, y, feature_names, batch_size=batch_size, classes=bnn.classes)
+    return build_model(
+        bnn.spec,
+        x,
+        y,
+        feature_names,
+        batch_size=batch_size,
+        classes=bnn.classes,
+        target_scale=target_scale_of(bnn.model),
+    )
+
+
+def target_scale_of(model: pm.Model) -> float:
+    """The target sd a model with a fixed noise sd was built for (1.0 when none is needed)."""
+    if TARGET_SCALE in model.named_vars:
+        return float(model[TARGET_SCALE].get_value())
+    return 1.0

@@ -32,6 +32,7 @@ from pmbnn.trace import (
     OBSERVED,
     POSTERIOR,
     TARGET_DATA,
+    TARGET_SCALE,
     TEST_DATA,
     n_samples,
     sample_dataarray,
@@ -103,7 +104,9 @@ def fit_split(
 
     clock = time.perf_counter()
     refitter = refitter or Refitter()
-    bnn, inference = refitter.model(spec, scaler.x(data.x[train]), scaler.y(y_train), data)
+    bnn, inference = refitter.model(
+        spec, scaler.x(data.x[train]), scaler.y(y_train), data, scaler.y_scale
+    )
     # Timed once per model (a refitter's splits share it); the run names the device that ran.
     refitter.device = refitter.device or DeviceChoice.for_setting(spec.inference, bnn)
     device = refitter.device
@@ -155,18 +158,22 @@ class Refitter:
         self.lock = threading.Lock()
 
     def model(
-        self, spec: Spec, x: np.ndarray, y: np.ndarray, data: Dataset
+        self, spec: Spec, x: np.ndarray, y: np.ndarray, data: Dataset, target_scale: float
     ) -> tuple[BnnModel, CompiledInference]:
         built_for = _shape(spec, x, data)
         if self.bnn is None or self.inference is None or built_for != self.built_for:
             # New, or another network shape: its data cannot be swapped in (a classifier
             # refitted to labels with another number of classes needs other outputs).
-            self.bnn = build_model(spec, x, y, data.feature_names, classes=data.classes)
+            self.bnn = build_model(
+                spec, x, y, data.feature_names, classes=data.classes, target_scale=target_scale
+            )
             self.inference = CompiledInference(self.bnn)
             self.network, self.device, self.built_for = None, None, built_for
         else:
             coords = {"obs": np.arange(len(y)), "feature": data.feature_names}
             values = {INPUTS: x, TARGET_DATA: self.bnn.family.model_values(y)}
+            if TARGET_SCALE in self.bnn.model.named_vars:  # a fixed noise sd's unit
+                values[TARGET_SCALE] = np.asarray(target_scale)
             pm.set_data(values, model=self.bnn.model, coords=coords)
         return self.bnn, self.inference
 

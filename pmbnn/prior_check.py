@@ -145,7 +145,9 @@ def prior_predictive_on_rows(
     family = family_of(spec.likelihood)
     y_model = scaler.y(family.transform(training.y))
     y = np.concatenate([y_model, np.full(len(x) - len(training.y), y_model[0])])
-    bnn = build_model(spec, x, y, training.feature_names, classes=training.classes)
+    bnn = build_model(
+        spec, x, y, training.feature_names, classes=training.classes, target_scale=scaler.y_scale
+    )
     model = bnn.model
     scale_names = [name for name in (LAYER_SCALE, FEATURE_SCALE) if name in model.named_vars]
     noise_names = [name for name in family.parameter_shapes() if name in model.named_vars]

@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from pmbnn.data import Dataset
 from pmbnn.evaluation import Scores, evaluate
+from pmbnn.families.base import plain
 from pmbnn.pipeline import Refitter, fit_split
 from pmbnn.predict import DEFAULT_LEVELS, ClassPrediction, Prediction
 from pmbnn.spec import Spec
@@ -75,9 +76,9 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         ``fan_in`` is true.
     fan_in : bool, default=True
     sigma_prior_scale : float, default=1.0
-        Learned noise sd: sigma ~ HalfNormal(scale).
+        Learned noise sd: sigma ~ HalfNormal(scale), in units of y's sd (with standardize).
     sigma : float or None, default=None
-        A fixed noise sd instead of a learned one.
+        A fixed noise sd instead of a learned one, in y's own units.
     standardize : bool, default=True
         Scale inputs and target by the training data's statistics (predictions are in
         original units either way).
@@ -230,7 +231,8 @@ class BNNClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, codes = np.unique(labels, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(
-                f"y has 1 class ({self.classes_[0]!r}); a classifier needs at least 2 classes"
+                f"y has 1 class ({plain(self.classes_[0])!r}); a classifier needs at least 2 "
+                "classes"
             )
         spec = self.spec(len(self.classes_))
         _fit(self, spec, x, codes.astype(float), self.classes_.tolist())
@@ -260,7 +262,10 @@ class BNNClassifier(ClassifierMixin, BaseEstimator):
         x, labels = validate_data(self, X, y, dtype=np.float64, reset=False)
         unknown = ~np.isin(labels, self.classes_)
         if unknown.any():
-            raise ValueError(f"y has the label {labels[unknown][0]!r}, not one of {self.classes_}")
+            raise ValueError(
+                f"y has the label {plain(labels[unknown][0])!r}, not one of "
+                f"{[plain(c) for c in self.classes_]}"
+            )
         return evaluate(self.fitted_, x, np.searchsorted(self.classes_, labels).astype(float))
 
 

@@ -149,7 +149,8 @@ class LikelihoodSpec(_Section):
     """How the target depends on the network's outputs.
 
     ``gaussian`` (default): y ~ Normal(f(x), sigma), sigma learned (HalfNormal with
-    ``sigma_prior_scale``, on the standardized target) or fixed (``sigma``). ``student_t``:
+    ``sigma_prior_scale``, in units of the training target's sd when it is standardized) or
+    fixed (``sigma``, in the target's own units; of log y for lognormal). ``student_t``:
     the same with Student-t noise, its degrees of freedom ``nu`` fixed or learned
     (Gamma(2, ``nu_prior_rate``)). ``lognormal``: log y ~ Normal(f(x), sigma), for a positive,
     skewed target (predictions back-transformed exactly). ``heteroscedastic_gaussian``: a
@@ -160,7 +161,7 @@ class LikelihoodSpec(_Section):
 
     family: Family = "gaussian"
     sigma_prior_scale: PositiveFloat | None = None  # default 1.0 where sigma is learned
-    sigma: PositiveFloat | None = None  # fixed noise sd; when set, sigma_prior_scale is unused
+    sigma: PositiveFloat | None = None  # fixed noise sd in y's units; sigma_prior_scale unused
     nu: PositiveFloat | None = None  # student_t: fixed degrees of freedom (None: learned)
     nu_prior_rate: PositiveFloat | None = None  # student_t, learned nu (default 0.1)
     noise_head_scale: PositiveFloat | None = None  # heteroscedastic_gaussian (default 1.0)

@@ -37,7 +37,23 @@ def _read_delimited(path: Path, expected: str) -> pd.DataFrame:
             f"column name {repeated[0]!r} appears more than once in {path} (columns "
             f"{', '.join(map(str, positions))}); give every column its own name"
         )
-    return pd.read_csv(path, sep=separator)
+    frame = pd.read_csv(path, sep=separator)
+    if not frame.index.equals(pd.RangeIndex(len(frame))):  # pandas made the extra field an index
+        raise PmbnnError(_longer_row(path, separator, len(names)))
+    return frame
+
+
+def _longer_row(path: Path, separator: str, width: int) -> str:
+    """Where a delimited file's rows hold more fields than its header names."""
+    with path.open(newline="", errors="replace") as stream:
+        for line, row in enumerate(csv.reader(stream, delimiter=separator), start=1):
+            if len(row) > width:
+                return (
+                    f"line {line} of {path} has {len(row)} fields where the header names "
+                    f"{width} columns; name every column in the header (or remove the extra "
+                    "field, e.g. a trailing separator)"
+                )
+    return f"the rows of {path} hold more fields than its header names; name every column"
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -53,6 +69,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     # deprecated while the library itself is not.
     from fastparquet import ParquetFile
 
+    with path.open("rb") as stream:
+        if stream.read(4) != b"PAR1":
+            raise PmbnnError(
+                f"{path} is not a Parquet file (it lacks Parquet's PAR1 signature); write it "
+                "with pandas' DataFrame.to_parquet, or save the table as .csv"
+            )
     return ParquetFile(str(path)).to_pandas()
 
 
@@ -93,6 +115,8 @@ READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
 def read_table(path: str | Path) -> pd.DataFrame:
     """The table in `path`, or one clear error naming what is wrong and how to fix it."""
     path = Path(path)
+    if path.is_dir():
+        raise PmbnnError(f"{path} is a folder; give the data file in it (--data or [data].path)")
     if not path.is_file():
         raise PmbnnError(
             f"data file not found: {path} (check the path given by --data or [data].path)"

@@ -23,6 +23,7 @@ VI_APPROXIMATION = "vi_approximation"  # q's parameters, for the k-hat check
 # Variables and data.
 INPUTS = "X"  # the (scaled) training inputs, dims (obs, feature)
 TARGET_DATA = "y_data"  # the model's data container for the target
+TARGET_SCALE = "y_scale"  # the training target's sd: the unit a fixed noise sd is divided by
 OBSERVED = "y"  # the observed (scaled) target, dim obs
 NOISE = "sigma"  # the learned noise sd
 NU = "nu"  # Student-t noise: the learned degrees of freedom

@@ -434,3 +434,63 @@ def test_bench_survives_malformed_layouts(layout, splits):
         # A layout that is broken only in what these splits do not use may run: the rows then
         # are too few to fit (each fit needs 2 training rows), which is exit 2 as well.
         assert_well_behaved(folder, before, code, err, {0, 2})
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("x1,x2,y\n1,2,3,4\n5,6,7,8\n9,1,2,3\n", ("line 2 ", "has 4 fields", "names 3 columns")),
+        ("x1,x2,y\n1,2,3,\n5,6,7,\n9,1,2,\n", ("line 2 ", "has 4 fields", "trailing separator")),
+    ],
+)
+def test_rows_longer_than_the_header_are_refused(tmp_path, fit_args, capsys, text, fragments):
+    """pandas would make the first field a row index and shift every column by one."""
+    path = tmp_path / "long.csv"
+    path.write_text(text)
+    code, _, err = run_cli(capsys, *fit_args(path))
+    assert_usage_error(code, err, *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "fragments"),
+    [
+        (lambda p: p.mkdir(), ("is a folder",)),
+        (lambda p: p.write_bytes(b"x1,x2,y\n1,2,3\n"), ("not a Parquet file", ".csv")),
+    ],
+)
+def test_a_folder_or_a_false_parquet_file_is_named_as_such(tmp_path, fit_args, capsys, make,
+                                                           fragments):  # fmt: skip
+    path = tmp_path / "table.parquet"
+    make(path)
+    code, _, err = run_cli(capsys, *fit_args(path))
+    assert_usage_error(code, err, *fragments)
+
+
+def test_a_bad_value_is_shown_as_the_user_wrote_it(frame, fit_args, capsys):
+    frame["y"] = np.arange(ROWS) % 4.0
+    frame.loc[2, "y"] = -1.0
+    code, _, err = run_cli(capsys, *fit_args(frame), "--family", "poisson")
+    assert_usage_error(code, err, "has -1.0 at data row 3")
+    assert "np." not in err
+
+
+def test_a_spec_without_data_is_refused_not_fitted_to_the_example(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "fit", "uci-1x50", "--out", str(out))
+    assert_usage_error(code, err, "spec uci-1x50 names no data", "--data FILE --target COLUMN")
+    assert not out.exists()
+
+
+def test_a_bench_dataset_without_split_files_says_so(tmp_path, capsys):
+    folder = tmp_path / "uci" / "tiny"
+    folder.mkdir(parents=True)
+    np.savetxt(folder / "data.txt", np.random.default_rng(0).normal(size=(12, 3)))
+    np.savetxt(folder / "index_features.txt", [0, 1], fmt="%d")
+    np.savetxt(folder / "index_target.txt", [2], fmt="%d")
+    code, _, err = run_cli(
+        capsys, "bench", "uci", "--dataset", "tiny", "--uci-dir", str(tmp_path / "uci"),
+        "--out", str(tmp_path / "results"),
+    )  # fmt: skip
+    assert_usage_error(code, err, "holds no split files", "index_train_K.txt")
+    assert not (tmp_path / "results").exists()

@@ -20,6 +20,16 @@ def test_single_draw_quantiles_are_normal_quantiles():
     np.testing.assert_allclose(upper, norm.ppf(0.95, loc[0], 0.5), atol=1e-10)
 
 
+@pytest.mark.parametrize("level", [1e-18, 1e-40])
+def test_extreme_levels_are_solved_not_clipped_to_the_bracket(level):
+    """Past 8 sds (levels beyond 1e-15 from 0 or 1) the bracket widens with the level: the
+    quantile of a single Gaussian is its own, to the solver's tolerance."""
+    loc, scale = np.array([[1.0, -2.0]]), np.array([0.5])
+    (q,) = mixture_quantiles(loc, scale, (level,))
+    np.testing.assert_allclose(q, norm.ppf(level, loc[0], 0.5), atol=1e-9)
+    assert np.all(np.abs(q - loc[0]) > 8 * 0.5)
+
+
 def test_mixture_quantile_solves_the_mixture_cdf():
     rng = np.random.default_rng(0)
     loc, scale = rng.normal(size=(50, 7)), rng.uniform(0.1, 2.0, size=50)

@@ -166,3 +166,24 @@ def test_page_renders_in_chromium(report, request, tmp_path):
         assert complete and width > 0 and height > 0, alt
     assert rows == 1 + len(numbers["diagnostics"]["checks"])  # header + one row per check
     assert (tmp_path / "page.png").stat().st_size > 50_000
+
+
+@pytest.mark.parametrize("infinite", [1, 4])
+def test_residual_figure_keeps_the_finite_rows_when_some_sd_is_infinite(infinite):
+    """Student-t draws with nu <= 2 have an infinite sd: the figure plots the other rows (an
+    axis up to infinity would hold none) and computes nothing undefined on the way."""
+    import warnings
+
+    from pmbnn.predictive_checks import Calibration
+    from pmbnn.report.figures import residuals
+
+    rows = 4
+    sd = np.array([0.5, 1.0, 2.0, 1.5])
+    sd[:infinite] = np.inf
+    empty = np.array([])
+    checks = Calibration("test", empty, empty, empty, empty, empty, np.full(rows, 0.5),
+                         np.array([0.1, -0.4, 1.2, 0.3]), sd, sd)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 0 * inf in the wedge's edge would warn
+        image = residuals(checks)
+    assert isinstance(image, str) and len(image) > 100

@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from xarray import DataTree
 
+import pmbnn
 from pmbnn.errors import PmbnnError
 from pmbnn.manifest import MANIFEST, write_manifest
-from pmbnn.run import RUN_FILES, load_run
-from tests.helpers import assert_usage_error, run_cli
+from pmbnn.run import RUN_FILES, load_run, save_run
+from tests.helpers import BLR_NOISE_SD, BLR_PROBES, assert_usage_error, run_cli
 
 FILES = (*RUN_FILES, MANIFEST)
 
@@ -212,3 +214,21 @@ def test_a_verified_run_still_predicts_bit_for_bit(small_advi_run, run_copy):
     x = np.linspace(-5, 5, 7)[:, None]
     a, b = load_run(small_advi_run).predict(x), load_run(run_copy).predict(x)
     np.testing.assert_array_equal(a.to_frame().to_numpy(), b.to_frame().to_numpy())
+
+
+def test_a_fixed_sigma_run_without_its_unit_is_refused(blr_spec, tmp_path):
+    """Runs saved before the unit of a fixed sigma was stored read it in standardized units:
+    predicting them now would silently change their noise, so they are refused."""
+    spec = blr_spec.with_overrides(
+        data={"standardize": True}, inference={"method": "advi", "iterations": 100, "draws": 20}
+    )
+    fitted, metrics = pmbnn.fit(spec)
+    assert float(fitted.trace["constant_data"]["y_scale"]) == fitted.scaler.y_scale
+    run = tmp_path / "run"
+    save_run(fitted, metrics, run)
+    assert load_run(run).predict(BLR_PROBES).sd_aleatoric == pytest.approx(BLR_NOISE_SD)
+    old = fitted.trace.copy()
+    old["constant_data"] = DataTree(old["constant_data"].to_dataset().drop_vars("y_scale"))
+    save_run(fitted.with_trace(old), metrics, tmp_path / "old")
+    with pytest.raises(PmbnnError, match=r"y_scale .* is missing or disagrees"):
+        load_run(tmp_path / "old")

@@ -184,3 +184,33 @@ def test_the_warm_up_gets_a_buffer_that_holds_its_longest_window(monkeypatch):
             start, False, None,
         )  # fmt: skip
     assert seen.value.args[0] >= 525
+
+
+def test_pymc_chains_start_apart_in_every_variable():
+    """PyMC's sampler gets a compiled step, which makes pm.sample skip its jitter: each chain
+    must still start from its own point in every free variable (noise sd and layer scales
+    included), as R-hat assumes, and the same seed must give the same starts."""
+    from pmbnn.inference.samplers import PymcSampler, jittered_starts
+    from pmbnn.model import build_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 2))
+    spec = Spec().with_overrides(
+        network={"hidden": [3]},
+        prior={"kind": "ard"},
+        inference={"method": "nuts", "sampler": "pymc", "chains": 3, "seed": 7},
+    )
+    bnn = build_model(spec, x, x[:, 0], ["a", "b"])
+    starts = SAMPLERS["pymc"].options(bnn, spec.inference, step=object())["initvals"]
+    assert isinstance(SAMPLERS["pymc"], PymcSampler) and len(starts) == 3
+    assert set(starts[0]) == {rv.name for rv in bnn.model.free_RVs}
+    for name in starts[0]:
+        values = [np.asarray(start[name]) for start in starts]
+        assert all(np.all(np.isfinite(v)) for v in values), name
+        assert not np.array_equal(values[0], values[1]), name
+        assert not np.array_equal(values[1], values[2]), name
+    again = jittered_starts(bnn.model, 3, 7)
+    for start, repeat in zip(starts, again, strict=True):
+        for name in start:
+            np.testing.assert_array_equal(start[name], repeat[name])
+    assert all(np.all(start["sigma"] > 0) for start in starts)

@@ -68,7 +68,13 @@ def make_bench(
     spec = (spec or load_builtin_spec(UCI_SPEC)).with_overrides(
         inference={"method": method, "sampler": sampler}
     )
-    chosen = parse_splits(splits, available_splits(uci_dir, dataset))
+    available = available_splits(uci_dir, dataset)
+    if available == 0:
+        raise PmbnnError(
+            f"{Path(uci_dir) / dataset} holds no split files (index_train_K.txt and "
+            "index_test_K.txt); give a dataset in the standard UCI layout"
+        )
+    chosen = parse_splits(splits, available)
     for split in chosen:
         split_rows(uci_dir, dataset, split)  # likewise for every split file
     if spec.inference.seed + max(chosen) > MAX_SEED:

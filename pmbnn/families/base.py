@@ -73,9 +73,10 @@ class Family(ABC):
         return {}
 
     @abstractmethod
-    def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
-        """Add the observed variable to the model in context (kwargs: dims, shape or
-        total_size, passed on to the distribution)."""
+    def likelihood(self, output: Any, observed: Any, target_scale: Any, **kwargs: Any) -> None:
+        """Add the observed variable to the model in context. `target_scale`: the training
+        target's sd, the unit of the standardized target (a fixed noise sd is given in the
+        target's own units); kwargs: dims, shape or total_size, passed on to the distribution."""
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the likelihood's own posterior variables."""
@@ -185,8 +186,15 @@ def bad_row(message: str, column: str, source: str, values: np.ndarray, bad: np.
     if bad.any():
         row = int(np.argmax(bad))
         raise PmbnnError(
-            f"target {column!r} in {source} has {values[row]!r} at data row {row + 1}: {message}"
+            f"target {column!r} in {source} has {plain(values[row])!r} at data row {row + 1}: "
+            f"{message}"
         )
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, so a message shows -1.0, not
+    np.float64(-1.0)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 __all__ = ["ClassPrediction", "Family", "Prediction", "PredictiveDraws"]

@@ -76,7 +76,7 @@ class Categorical(Family):
         assert classes is not None
         return [str(label) for label in classes]
 
-    def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
+    def likelihood(self, output: Any, observed: Any, target_scale: Any, **kwargs: Any) -> None:
         pm.Categorical(OBSERVED, logit_p=output, observed=observed, **kwargs)
 
     def draws(self, net: NetworkOutputs) -> PredictiveDraws:
@@ -98,7 +98,7 @@ class Bernoulli(Categorical):
     def output_names(self, classes: list | None) -> list[str]:
         return ["logit"]
 
-    def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
+    def likelihood(self, output: Any, observed: Any, target_scale: Any, **kwargs: Any) -> None:
         pm.Bernoulli(OBSERVED, logit_p=output, observed=observed, **kwargs)
 
     def draws(self, net: NetworkOutputs) -> PredictiveDraws:
@@ -215,7 +215,8 @@ def _labels(values: pd.Series, column: str, source: str, family: str) -> list:
         if fractional.any():
             row = int(np.argmax(fractional))
             raise PmbnnError(
-                f"target {column!r} in {source} has {numbers[row]!r} at data row {row + 1}; "
+                f"target {column!r} in {source} has {float(numbers[row])!r} at data row "
+                f"{row + 1}; "
                 f"family = {family!r} takes class labels (integers or text), not real "
                 "numbers: choose family = 'gaussian' for a real-valued target"
             )

@@ -33,7 +33,7 @@ from pmbnn.mixture import (
     pointwise_log_likelihood,
     predictive_cdf,
 )
-from pmbnn.trace import NOISE, NU, OBSERVED, flat_draws
+from pmbnn.trace import NOISE, NU, OBSERVED, TARGET_SCALE, flat_draws
 
 
 class GaussianDraws(PredictiveDraws):
@@ -74,26 +74,31 @@ class Gaussian(Family):
     name = "gaussian"
     noise_variables: ClassVar[tuple[str, ...]] = (NOISE,)
 
-    def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
-        pm.Normal(OBSERVED, mu=output, sigma=self._sigma(), observed=observed, **kwargs)
+    def likelihood(self, output: Any, observed: Any, target_scale: Any, **kwargs: Any) -> None:
+        sigma = self._sigma(target_scale)
+        pm.Normal(OBSERVED, mu=output, sigma=sigma, observed=observed, **kwargs)
 
-    def _sigma(self) -> Any:
+    def _sigma(self, target_scale: Any) -> Any:
+        """The noise sd on the model's (standardized) scale: learned there, with a prior
+        relative to the target's spread; a fixed sd is the user's, in the target's units."""
         if self.settings.learned_noise:
             return pm.HalfNormal(NOISE, self.settings.sigma_prior_scale)
-        return self.settings.sigma
+        # Data, not a constant: a refitted model's next rows have another target sd.
+        return self.settings.sigma / pm.Data(TARGET_SCALE, target_scale)
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         return {NOISE: ()} if self.settings.learned_noise else {}
 
-    def _noise_sd(self, posterior: xr.Dataset, n_draws: int) -> np.ndarray:
+    def _noise_sd(self, net: NetworkOutputs) -> np.ndarray:
+        """The noise sd per draw in the target's units (of log y for lognormal)."""
         if self.settings.learned_noise:
-            return flat_draws(posterior[NOISE])
+            return flat_draws(net.posterior[NOISE]) * net.y_scale
         assert self.settings.sigma is not None
-        return np.full(n_draws, float(self.settings.sigma))
+        return np.full(len(net.values), float(self.settings.sigma))
 
     def draws(self, net: NetworkOutputs) -> PredictiveDraws:
         loc = net.values * net.y_scale + net.y_mean
-        sigma = self._noise_sd(net.posterior, len(net.values)) * net.y_scale
+        sigma = self._noise_sd(net)
         return GaussianDraws(loc, sigma, self.settings.learned_noise)
 
 
@@ -165,7 +170,7 @@ class HeteroscedasticGaussian(Family):
         assert self.settings.noise_head_scale is not None
         return {1: self.settings.noise_head_scale}
 
-    def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
+    def likelihood(self, output: Any, observed: Any, target_scale: Any, **kwargs: Any) -> None:
         sigma = pt.exp(output[:, 1])
         pm.Normal(OBSERVED, mu=output[:, 0], sigma=sigma, observed=observed, **kwargs)
 
@@ -186,11 +191,11 @@ class StudentT(Gaussian):
     name = "student_t"
     noise_variables: ClassVar[tuple[str, ...]] = (NOISE, NU)
 
-    def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
+    def likelihood(self, output: Any, observed: Any, target_scale: Any, **kwargs: Any) -> None:
         nu = self.settings.nu
         if nu is None:
             nu = pm.Gamma(NU, alpha=2.0, beta=self.settings.nu_prior_rate)
-        sigma = self._sigma()
+        sigma = self._sigma(target_scale)
         pm.StudentT(OBSERVED, nu=nu, mu=output, sigma=sigma, observed=observed, **kwargs)
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -198,7 +203,7 @@ class StudentT(Gaussian):
 
     def draws(self, net: NetworkOutputs) -> PredictiveDraws:
         loc = net.values * net.y_scale + net.y_mean
-        sigma = self._noise_sd(net.posterior, len(net.values)) * net.y_scale
+        sigma = self._noise_sd(net)
         if self.settings.nu is None:
             nu = flat_draws(net.posterior[NU])
         else:

@@ -39,7 +39,7 @@ class Poisson(Family):
     def model_values(self, y: np.ndarray) -> np.ndarray:
         return np.asarray(y).astype(np.int64)
 
-    def likelihood(self, output: Any, observed: Any, **kwargs: Any) -> None:
+    def likelihood(self, output: Any, observed: Any, target_scale: Any, **kwargs: Any) -> None:
         pm.Poisson(OBSERVED, mu=pt.exp(output), observed=observed, **kwargs)
 
     def draws(self, net: NetworkOutputs) -> PredictiveDraws:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
+import numpy as np
 import pymc as pm
 from threadpoolctl import threadpool_limits
 from xarray import DataTree
@@ -69,6 +70,7 @@ class PymcSampler(Sampler):
         start_method = "forkserver" if "jax" in sys.modules else "fork"
         return {
             "step": step or self.build_step(bnn, settings),
+            "initvals": jittered_starts(bnn.model, settings.chains, settings.seed),
             "mp_ctx": child_process_context(start_method),
         }
 
@@ -161,6 +163,23 @@ class SamplerChoice:
             name,
             f"auto: {fastest} is not installed; {JAX_EXTRA} samples about {speedup:.1f}x faster",
         )
+
+
+def jittered_starts(model: pm.Model, chains: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """One start per chain, as the JAX samplers and PyMC's default init draw them: each free
+    variable's initial value (a prior draw for weights) plus U(-1, 1) in unconstrained space.
+
+    pm.sample adds no jitter when handed a compiled step (reused across refits), so without
+    this every chain would start at the same noise sd and layer scales: R-hat, which assumes
+    dispersed starts, would be judged on chains that began together.
+    """
+    from pymc.initial_point import make_initial_point_fn
+
+    start_at = make_initial_point_fn(
+        model=model, jitter_rvs=set(model.free_RVs), return_transformed=False
+    )
+    seeds = np.random.SeedSequence(seed).generate_state(chains)
+    return [start_at(int(chain_seed)) for chain_seed in seeds]
 
 
 @contextmanager

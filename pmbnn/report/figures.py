@@ -162,15 +162,23 @@ def pit_histogram(pit: np.ndarray) -> str:
 
 
 def residuals(calibration: Calibration) -> str:
-    """Residual against predictive sd: points should fill the +-2 sd wedge, not escape it."""
+    """Residual against predictive sd: points should fill the +-2 sd wedge, not escape it.
+
+    Rows whose sd is infinite (Student-t draws with nu <= 2) have no place on the axis; the
+    figure says how many it leaves out.
+    """
     figure, axis = _subplots(figsize=(4.6, 4.2))
-    sd = calibration.sd_total
-    edge = np.linspace(0, sd.max() * 1.1, 20)
-    axis.fill_between(edge, -2 * edge, 2 * edge, color="#cccccc", alpha=0.6, label="+-2 sd")
-    axis.scatter(sd, calibration.residual, s=12, color=TOTAL, label="test point")
+    finite = np.isfinite(calibration.sd_total) & np.isfinite(calibration.residual)
+    sd, residual = calibration.sd_total[finite], calibration.residual[finite]
+    if finite.any():
+        edge = np.linspace(0, sd.max() * 1.1, 20)
+        axis.fill_between(edge, -2 * edge, 2 * edge, color="#cccccc", alpha=0.6, label="+-2 sd")
+        axis.scatter(sd, residual, s=12, color=TOTAL, label="test point")
+        axis.legend(frameon=False)
     axis.axhline(0, color="#888888", linewidth=0.8)
     axis.set(xlabel="predictive sd (total)", ylabel="residual y - mean")
-    axis.legend(frameon=False)
+    if left_out := int((~finite).sum()):
+        axis.set_title(f"{left_out} of {finite.size} test points have an infinite sd", fontsize=9)
     return png(figure)
 
 
