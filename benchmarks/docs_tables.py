@@ -183,6 +183,42 @@ def uci_targets() -> str:
     return _markdown(header, rows)
 
 
+def _paired(ours: dict, other: dict) -> str:
+    """Mean over the splits both ran of ours minus the other's test LL, its standard error
+    (sd of the differences / sqrt(n): the splits' own difficulty cancels), and the call."""
+    theirs = {r["split"]: r["test_ll"] for r in other["splits"]}
+    differences = [
+        r["test_ll"] - theirs[r["split"]] for r in ours["splits"] if r["split"] in theirs
+    ]
+    n = len(differences)
+    if n < 2:
+        return "-"
+    mean = sum(differences) / n
+    se = (sum((d - mean) ** 2 for d in differences) / (n - 1) / n) ** 0.5
+    word = ("better" if mean > 0 else "worse") if abs(mean) > 2 * se else "within 2 SE"
+    wins = sum(d > 0 for d in differences)
+    return f"{mean:+.3f} +- {se:.3f}, {word} ({wins} of {n})"
+
+
+def uci_paired() -> str:
+    """pmbnn's variants against each other on the same splits: paired differences."""
+    pairs = {
+        "NUTS default - NUTS fixed sd 1": (_uci(RESULTS, "nuts"), _uci(FIXED, "nuts")),
+        "NUTS default - NUTS fixed sd 2": (_uci(RESULTS, "nuts"), _uci(WIDE, "nuts")),
+        "ADVI default - ADVI fixed sd 1": (_uci(RESULTS, "advi"), _uci(FIXED, "advi")),
+        "NUTS default - ADVI default": (_uci(RESULTS, "nuts"), _uci(RESULTS, "advi")),
+    }
+    rows = []
+    for dataset in DATASETS:
+        cells = [
+            _paired(ours[dataset], other[dataset]) if dataset in ours and dataset in other else "-"
+            for ours, other in pairs.values()
+        ]
+        if any(cell != "-" for cell in cells):
+            rows.append([dataset, *cells])
+    return _markdown(["dataset", *pairs], rows)
+
+
 def _versus(summary: dict, entry: dict) -> str:
     """pmbnn's minus the published test LL, and whether it exceeds 2 combined SEs."""
     difference = summary["test_ll_mean"] - entry["test_ll"]
@@ -266,6 +302,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "uci-test-ll": uci_test_ll,
     "uci-rmse": uci_rmse,
     "uci-targets": uci_targets,
+    "uci-paired": uci_paired,
     "uci-advi": uci_advi,
     "uci-nuts": uci_nuts,
     "uci-nuts-wide": uci_nuts_wide,

@@ -164,14 +164,14 @@ def load_dataset(
     if spec.dropna:
         frame = drop_incomplete_rows(frame, features, source, target, family.labelled)
     x = numeric_columns(frame, features, source)
-    _check_magnitude(x, features, source)
+    check_magnitude(x, features, source)
     if family.labelled:
         if target not in frame.columns:
             numeric_columns(frame, [target], source)  # the unknown-column message
         y, classes = family.encode_labels(frame[target], str(target), source, classes)
     else:
         y = numeric_columns(frame, [target], source)[:, 0]
-        _check_magnitude(y[:, None], [target], source)
+        check_magnitude(y[:, None], [target], source)
         family.check_target(y, str(target), source)
     return Dataset(x, y, [str(f) for f in features], str(target), source, classes)
 
@@ -205,7 +205,7 @@ def _check_feature_choice(
         )
 
 
-def _check_magnitude(values: np.ndarray, names: list[str], source: str) -> None:
+def check_magnitude(values: np.ndarray, names: list[str], source: str) -> None:
     """Values so large that their squares overflow make standardization and variances inf."""
     too_large = np.abs(values) > MAX_ABS_VALUE
     if too_large.any():

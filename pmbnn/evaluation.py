@@ -83,7 +83,8 @@ def evaluate(fitted: FittedBnn, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> 
         The inputs: a DataFrame's columns are found by name; an array's are the fitted
         features in order.
     y : ndarray
-        The targets, in original units (class codes for a classifier).
+        One target per row of x, in original units (for a classifier the class codes
+        0..K-1, positions in ``fitted.classes``).
 
     Returns
     -------
@@ -95,10 +96,11 @@ def evaluate(fitted: FittedBnn, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> 
     Raises
     ------
     PmbnnError
-        When the inputs do not fit the run, or a score is not finite (never reported).
+        When the inputs or targets do not fit the run, or a score is not finite (never
+        reported).
     """
-    y = np.asarray(y, dtype=float)
-    fitted.input_matrix(x)  # a bad input is named before any draw is computed
+    rows = len(fitted.input_matrix(x))  # a bad input is named before any draw is computed
+    y = _checked_targets(fitted, y, rows)
     scores = Scores(n=len(y), **fitted.distribution(x).scores(y))
     values = scores.to_dict()
     broken = [key for key, value in values.items() if not np.isfinite(value)]
@@ -108,3 +110,29 @@ def evaluate(fitted: FittedBnn, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> 
             "or lower [inference].learning_rate (ADVI); nothing was written"
         )
     return scores
+
+
+def _checked_targets(fitted: FittedBnn, y: object, rows: int) -> np.ndarray:
+    """y as floats, one finite value per row of x (a class code 0..K-1 for a classifier), or a
+    PmbnnError naming what is wrong: numpy would broadcast a single value, and a code of -1
+    would silently index the last class."""
+    values = np.asarray(y)
+    if values.ndim != 1 or len(values) != rows:
+        raise PmbnnError(f"y has shape {values.shape}; x has {rows} rows: give one target per row")
+    if not np.issubdtype(values.dtype, np.number) or values.dtype == bool:
+        what = "class codes 0..K-1" if fitted.classes is not None else "numbers"
+        raise PmbnnError(f"y holds {values.dtype} values; the run needs {what}")
+    values = values.astype(float)
+    if not np.isfinite(values).all():
+        row = int(np.argmax(~np.isfinite(values)))
+        raise PmbnnError(f"y has a missing or infinite value in row {row}; fill it or drop it")
+    if fitted.classes is not None:
+        k = len(fitted.classes)
+        bad = (values != np.round(values)) | (values < 0) | (values >= k)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise PmbnnError(
+                f"y has {float(values[row])!r} in row {row}; a classifier's targets are class "
+                f"codes 0..{k - 1}, the position of each label in {fitted.classes}"
+            )
+    return values

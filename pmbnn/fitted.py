@@ -126,9 +126,13 @@ class FittedBnn:
         """x as the (rows, features) float matrix the network takes, checked.
 
         A DataFrame's columns are found by name, in any order, extra columns ignored (as
-        ``pmbnn predict`` does); an array must have the fitted features as its columns, in
-        order. Anything else is a PmbnnError naming the problem.
+        ``pmbnn predict`` does), as are those of any other table (pyarrow, polars: anything
+        with the Arrow stream or dataframe interchange protocol); an array must have the
+        fitted features as its columns, in order. Anything else is a PmbnnError naming the
+        problem.
         """
+        if not isinstance(x, pd.DataFrame) and _is_table(x):
+            x = _as_pandas(x)
         if isinstance(x, pd.DataFrame):
             frame = x.rename(columns=str)
             return numeric_columns(frame, self.feature_names, "the DataFrame", "predict")
@@ -240,3 +244,14 @@ class FittedBnn:
             return None
         test = group(self.trace, TEST_DATA)
         return test[INPUTS].values, test[OBSERVED].values
+
+
+def _is_table(x: object) -> bool:
+    """A table with named columns (which np.asarray would flatten into positions)."""
+    return hasattr(x, "__arrow_c_stream__") or hasattr(x, "__dataframe__")
+
+
+def _as_pandas(table: object) -> pd.DataFrame:
+    if hasattr(table, "__arrow_c_stream__") and hasattr(pd.DataFrame, "from_arrow"):
+        return pd.DataFrame.from_arrow(table)  # pandas >= 3
+    return pd.api.interchange.from_dataframe(table)

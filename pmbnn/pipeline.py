@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pymc as pm
@@ -25,7 +26,7 @@ from pmbnn.inference.device import DeviceChoice, on_device
 from pmbnn.inference.samplers import SamplerChoice
 from pmbnn.model import BnnModel, build_model
 from pmbnn.predict import NetworkFunction
-from pmbnn.spec import Spec
+from pmbnn.spec import Spec, load_spec
 from pmbnn.trace import (
     INPUTS,
     LOG_LIKELIHOOD,
@@ -43,14 +44,14 @@ from pmbnn.trace import (
 MAX_LOG_LIKELIHOOD_VALUES = 10_000_000
 
 
-def fit(spec: Spec, progress: bool = False) -> tuple[FittedBnn, Metrics]:
+def fit(spec: Spec | str | Path, progress: bool = False) -> tuple[FittedBnn, Metrics]:
     """Fit the BNN a spec declares to the data it names, and score it.
 
     Parameters
     ----------
-    spec : Spec
-        Network, prior, likelihood, data and inference settings (`load_spec` reads a TOML
-        file into one).
+    spec : Spec, or a TOML file's path or a built-in spec's name
+        Network, prior, likelihood, data and inference settings (read by `load_spec` when
+        given as a path or name).
     progress : bool, default False
         Show the sampler's or optimizer's progress bar.
 
@@ -68,6 +69,8 @@ def fit(spec: Spec, progress: bool = False) -> tuple[FittedBnn, Metrics]:
         partial result).
     """
     clock = time.perf_counter()
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
     data, train, test = load_split(spec.data, spec.inference.seed, family_of(spec.likelihood))
     return fit_split(spec, data, train, test, progress, {"data_s": time.perf_counter() - clock})
 

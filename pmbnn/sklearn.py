@@ -13,6 +13,8 @@ model (as `pmbnn bench` does for its splits), so cross-validation compiles once.
 from __future__ import annotations
 
 import numbers
+import re
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -20,6 +22,7 @@ from numpy.typing import ArrayLike
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -29,7 +32,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pmbnn.sklearn needs scikit-learn, which is not installed: run pip install 'pmbnn[sklearn]'"
     ) from exc
 
-from pmbnn.data import Dataset
+from pmbnn.data import Dataset, check_magnitude
+from pmbnn.errors import PmbnnError
 from pmbnn.evaluation import Scores, evaluate
 from pmbnn.families.base import plain
 from pmbnn.pipeline import Refitter, fit_split
@@ -39,19 +43,24 @@ from pmbnn.spec import Spec
 # Compiled models kept for refitting: a handful (each holds compiled PyTensor/JAX programs).
 MAX_COMPILED = 8
 _compiled: OrderedDict[str, Refitter] = OrderedDict()
+_compiled_lock = threading.Lock()  # estimators fitted from several threads share the cache
+# Spec keys under the estimator parameter a user set (the others have the key's own name).
+PARAMETER_NAMES = {"kind": "prior", "seed": "random_state"}
 
 
 def _refitter(spec: Spec, n_features: int, classes: list | None) -> Refitter:
-    """One Refitter per network, settings, input width and class labels, least recently
-    used dropped."""
-    key = f"{n_features}:{classes!r}:{spec.model_dump_json(exclude={'data'})}"
-    if key in _compiled:
-        _compiled.move_to_end(key)
-    else:
-        _compiled[key] = Refitter()
-        if len(_compiled) > MAX_COMPILED:
-            _compiled.popitem(last=False)
-    return _compiled[key]
+    """One Refitter per network, settings (but the seed, which a compiled model does not
+    depend on), input width and class labels, least recently used dropped."""
+    settings = spec.with_overrides(inference={"seed": 0}).model_dump_json(exclude={"data"})
+    key = f"{n_features}:{classes!r}:{settings}"
+    with _compiled_lock:
+        if key in _compiled:
+            _compiled.move_to_end(key)
+        else:
+            _compiled[key] = Refitter()
+            if len(_compiled) > MAX_COMPILED:
+                _compiled.popitem(last=False)
+        return _compiled[key]
 
 
 class BNNRegressor(RegressorMixin, BaseEstimator):
@@ -87,13 +96,16 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         As in the spec's ``[inference]`` section (see the README's spec table).
     iterations, learning_rate, batch_size
         Likewise, for ADVI.
-    random_state : int, default=0
-        The seed of the fit: the same seed gives the same numbers.
+    random_state : int, RandomState instance or None, default=0
+        The seed of the fit: the same int gives the same numbers (on the same device). None
+        or a RandomState draws a seed at each fit, as scikit-learn's estimators do; the seed
+        used is in ``fitted_.spec.inference.seed``.
 
     Attributes
     ----------
     fitted_ : pmbnn.FittedBnn
-        The fitted BNN: its trace, and `pmbnn.diagnose` / `pmbnn.save_run` work on it.
+        The fitted BNN: its trace; `pmbnn.diagnose(est.fitted_)` works on it, and
+        `pmbnn.save_run(est.fitted_, pmbnn.Metrics(est.train_scores_), folder)` saves it.
     train_scores_ : pmbnn.Scores
         RMSE, mean log predictive density and 90% coverage on the training rows.
     n_features_in_ : int
@@ -125,7 +137,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         iterations: int = 30000,
         learning_rate: float = 0.01,
         batch_size: int | None = None,
-        random_state: int = 0,
+        random_state: int | np.random.RandomState | None = 0,
     ):
         _keep_parameters(self, locals())
 
@@ -138,7 +150,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         x, target = validate_data(
             self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2
         )
-        _fit(self, self.spec(), x, np.asarray(target, dtype=float))
+        _fit(self, self.spec(), x, np.asarray(target, dtype=float), getattr(y, "name", None))
         return self
 
     def predict(
@@ -216,7 +228,7 @@ class BNNClassifier(ClassifierMixin, BaseEstimator):
         iterations: int = 30000,
         learning_rate: float = 0.01,
         batch_size: int | None = None,
-        random_state: int = 0,
+        random_state: int | np.random.RandomState | None = 0,
     ):
         _keep_parameters(self, locals())
 
@@ -228,14 +240,22 @@ class BNNClassifier(ClassifierMixin, BaseEstimator):
         """Fit the posterior (or its approximation) to X (rows, features) and labels y."""
         x, labels = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
         check_classification_targets(labels)
-        self.classes_, codes = np.unique(labels, return_inverse=True)
-        if len(self.classes_) < 2:
+        classes, codes = np.unique(labels, return_inverse=True)
+        if len(classes) < 2:
             raise ValueError(
-                f"y has 1 class ({plain(self.classes_[0])!r}); a classifier needs at least 2 "
-                "classes"
+                f"y has 1 class ({plain(classes[0])!r}); a classifier needs at least 2 classes"
             )
-        spec = self.spec(len(self.classes_))
-        _fit(self, spec, x, codes.astype(float), self.classes_.tolist())
+        # The labels change only with the fit they belong to: a refit that fails leaves the
+        # earlier fit and its labels together.
+        _fit(
+            self,
+            self.spec(len(classes)),
+            x,
+            codes.astype(float),
+            getattr(y, "name", None),
+            classes.tolist(),
+        )
+        self.classes_ = classes
         return self
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
@@ -278,13 +298,32 @@ def _keep_parameters(estimator: BaseEstimator, parameters: dict) -> None:
 
 
 def _spec(estimator: BaseEstimator, likelihood: dict) -> Spec:
-    """The pmbnn spec an estimator's parameters declare, with its `likelihood` settings."""
-    if not isinstance(estimator.random_state, numbers.Integral):
-        raise ValueError(
-            f"random_state must be an int (pmbnn fits are seeded), got {estimator.random_state!r}"
-        )
+    """The pmbnn spec an estimator's parameters declare, with its `likelihood` settings; a bad
+    value is a ValueError naming the estimator's parameter."""
     if not isinstance(estimator.hidden, tuple | list):
         raise ValueError(f"hidden must be a tuple of layer widths, got {estimator.hidden!r}")
+    try:
+        return _spec_of(estimator, likelihood, _seed(estimator.random_state))
+    except PmbnnError as exc:
+        named = re.sub(r"\[\w+\]\.(\w+)", lambda key: PARAMETER_NAMES.get(key[1], key[1]), str(exc))
+        raise PmbnnError(named) from None
+
+
+def _seed(random_state: object) -> int:
+    """scikit-learn's random_state as pmbnn's seed: an int as it is, else (None, a
+    RandomState) a seed drawn from it."""
+    if isinstance(random_state, bool) or not (
+        random_state is None or isinstance(random_state, numbers.Integral | np.random.RandomState)
+    ):
+        raise ValueError(
+            f"random_state must be an int, a numpy RandomState or None, got {random_state!r}"
+        )
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _spec_of(estimator: BaseEstimator, likelihood: dict, seed: int) -> Spec:
     return Spec().with_overrides(
         source=f"{type(estimator).__name__} parameters",
         network={"hidden": list(estimator.hidden), "activation": estimator.activation},
@@ -310,20 +349,30 @@ def _spec(estimator: BaseEstimator, likelihood: dict) -> Spec:
             "iterations": estimator.iterations,
             "learning_rate": estimator.learning_rate,
             "batch_size": estimator.batch_size,
-            "seed": int(estimator.random_state),
+            "seed": seed,
         },
     )
 
 
 def _fit(
-    estimator: BaseEstimator, spec: Spec, x: np.ndarray, y: np.ndarray, classes: list | None = None
+    estimator: BaseEstimator,
+    spec: Spec,
+    x: np.ndarray,
+    y: np.ndarray,
+    y_name: object,
+    classes: list | None = None,
 ) -> None:
     """Fit `spec` to every row of (x, y) through the estimator's shared compiled model and set
-    ``fitted_`` and ``train_scores_``."""
+    ``fitted_`` and ``train_scores_``. The run's target is named as y's Series was, else "y",
+    never as a feature (an evaluation by name would read the wrong column)."""
     names = [str(name) for name in getattr(estimator, "feature_names_in_", [])] or [
         f"x{j}" for j in range(x.shape[1])
     ]
-    data = Dataset(x, y, names, "y", "scikit-learn arrays", classes)
+    target = str(y_name) if y_name is not None and str(y_name) not in names else "y"
+    while target in names:
+        target += "_"
+    check_magnitude(np.c_[x, y], [*names, target], "the scikit-learn arrays")
+    data = Dataset(x, y, names, target, "scikit-learn arrays", classes)
     rows = np.arange(len(y))
     refitter = _refitter(spec, x.shape[1], classes)
     with refitter.lock:  # the compiled model is shared: one fit at a time on it

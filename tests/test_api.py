@@ -191,3 +191,45 @@ def test_the_old_models_folder_path_still_names_a_built_in_spec():
     from pmbnn.spec import load_spec
 
     assert load_spec("models/uci-1x50.toml").network.hidden == [50]
+
+
+def test_any_table_is_matched_by_column_name(all_rows_run, table):
+    """A pyarrow table (any table speaking the Arrow or interchange protocol) with its columns
+    reordered predicts as the DataFrame does: np.asarray would have read it by position."""
+    import pyarrow as pa
+
+    fitted = pmbnn.load_run(all_rows_run)
+    frame = pd.read_csv(table / "test.csv")
+    arrow = pa.table({"y": frame["y"], "b": frame["b"], "a": frame["a"]})
+    np.testing.assert_array_equal(fitted.predict(arrow).mean, fitted.predict(frame).mean)
+
+
+@pytest.mark.parametrize(
+    ("y", "fragment"),
+    [
+        (lambda y: y[:1], "give one target per row"),
+        (lambda y: np.r_[y[:-1], np.nan], "missing or infinite value in row 14"),
+        (lambda y: y.astype(str), "the run needs numbers"),
+    ],
+)
+def test_evaluate_names_a_bad_target(all_rows_run, table, y, fragment):
+    """One target per row, finite, numeric: not broadcast from one value, nor blamed on the
+    fit."""
+    fitted = pmbnn.load_run(all_rows_run)
+    frame = pd.read_csv(table / "test.csv")
+    with pytest.raises(PmbnnError, match=fragment):
+        pmbnn.evaluate(fitted, frame, y(frame["y"].to_numpy()))
+
+
+def test_fit_takes_a_spec_file_or_a_built_in_name(table, tmp_path):
+    spec = pmbnn.Spec().with_overrides(
+        data={"path": str(table / "train.csv"), "target": "y"},
+        inference={**TINY_ADVI, "iterations": 200, "draws": 20},
+    )
+    path = tmp_path / "spec.toml"
+    path.write_text(spec.to_toml())
+    from_file, _ = pmbnn.fit(path)
+    from_spec, _ = pmbnn.fit(spec)
+    np.testing.assert_array_equal(
+        from_file.posterior["w_out"].values, from_spec.posterior["w_out"].values
+    )

@@ -81,7 +81,19 @@ def test_advi_report_numbers(advi_report, small_advi_run):
     prior_vs_posterior = numbers["prior_and_posterior"]["sd"]
     assert {"prior f", "prior y", "posterior f", "posterior y"} <= set(prior_vs_posterior)
     observed = prior_vs_posterior["observed"]
-    assert observed == pytest.approx(np.std(load_run(small_advi_run).training_data()[1]))
+    fitted = load_run(small_advi_run)
+    assert observed == pytest.approx(np.std(fitted.training_data()[1]))
+    # The plotted intervals as numbers: every input once, largest median first, each the
+    # quantiles of that input's own draws.
+    scales = numbers["feature_scales"]
+    assert sorted(row["feature"] for row in scales) == sorted(fitted.feature_names)
+    medians = [row["q50"] for row in scales]
+    assert medians == sorted(medians, reverse=True)
+    draws = fitted.posterior["feature_scale"]
+    for row in scales:
+        own = draws.sel(feature=row["feature"]).values.ravel()
+        assert row["q05"] <= row["q25"] <= row["q50"] <= row["q75"] <= row["q95"]
+        assert row["q50"] == pytest.approx(np.quantile(own, 0.5))
 
 
 def test_report_is_self_contained(nuts_report):

@@ -87,10 +87,13 @@ def test_dataframes_by_column_name(data):
 
 def test_bad_settings_are_value_errors_at_fit(data):
     x, y = data
-    with pytest.raises(ValueError, match=r"\[network\].activation = 'swish'"):
+    # Named as the estimator's parameters, not as the spec keys behind them.
+    with pytest.raises(ValueError, match=r"parameters: activation = 'swish'"):
         BNNRegressor(activation="swish").fit(x, y)
-    with pytest.raises(ValueError, match=r"\[prior\].kind = 'wide' is not allowed"):
+    with pytest.raises(ValueError, match=r"parameters: prior = 'wide' is not allowed"):
         BNNRegressor(prior="wide").fit(x, y)
+    with pytest.raises(ValueError, match=r"parameters: random_state = -1"):
+        BNNRegressor(random_state=-1).fit(x, y)
     with pytest.raises(ValueError, match="weight_scale is the scale of kind = 'fixed'"):
         BNNRegressor(weight_scale=2.0).fit(x, y)
 
@@ -177,3 +180,56 @@ def test_classifier_with_text_labels_in_a_pipeline():
     assert model.evaluate(x, y).accuracy == pytest.approx(model.score(x, y))
     scores = cross_val_score(make_pipeline(StandardScaler(), BNNClassifier(**TINY)), x, y, cv=3)
     assert scores.mean() > 0.8
+
+
+def test_random_state_follows_scikit_learns_convention():
+    """An int is the seed; None draws a new one at each fit, a RandomState draws from its
+    stream (two equal streams, one seed); a bool is not a seed. No fit needed: the spec is
+    what a fit uses."""
+    seeds = {BNNRegressor(random_state=None).spec().inference.seed for _ in range(5)}
+    assert len(seeds) > 1
+    same = [BNNRegressor(random_state=np.random.RandomState(3)).spec() for _ in range(2)]
+    assert same[0].inference.seed == same[1].inference.seed
+    assert BNNRegressor(random_state=7).spec().inference.seed == 7
+    with pytest.raises(ValueError, match="random_state must be an int"):
+        BNNRegressor(random_state=True).spec()
+
+
+def test_fits_differing_only_in_seed_share_one_compiled_model():
+    from pmbnn.sklearn import _refitter
+
+    specs = [BNNRegressor(**TINY, random_state=seed).spec() for seed in (1, 2)]
+    assert _refitter(specs[0], 3, None) is _refitter(specs[1], 3, None)
+    other = BNNRegressor(**TINY | {"hidden": (9,)}).spec()
+    assert _refitter(other, 3, None) is not _refitter(specs[0], 3, None)
+
+
+def test_a_failed_refit_keeps_the_earlier_fit_and_its_labels(data):
+    """The labels change only with a fit that succeeds: else the earlier model's outputs
+    would be read as the new labels."""
+    x, y = data
+    labels = np.where(y > 0, "up", "down")
+    model = BNNClassifier(**TINY).fit(x, labels)
+    before = model.predict(x)
+    model.set_params(prior="wide")
+    with pytest.raises(ValueError, match="prior = 'wide'"):
+        model.fit(x, np.array(["a", "b", "c", "d"] * 20))
+    assert list(model.classes_) == ["down", "up"]
+    np.testing.assert_array_equal(model.predict(x), before)
+    # pmbnn.evaluate takes class codes: -1 would index the last class, 0.5 be truncated.
+    import pmbnn
+
+    for code in (-1.0, 0.5, 2.0):
+        with pytest.raises(ValueError, match=r"class codes 0\.\.1"):
+            pmbnn.evaluate(model.fitted_, x, np.full(len(x), code))
+
+
+def test_the_target_is_never_named_as_a_feature(data):
+    """A feature called y (say, a coordinate) keeps its name; the run's target takes y's
+    Series name, else "y" made distinct, so an evaluation by name reads the right column."""
+    x, y = data
+    frame = pd.DataFrame(x, columns=["x", "y", "z"])
+    model = BNNRegressor(**TINY).fit(frame, y)
+    assert model.fitted_.feature_names == ["x", "y", "z"] and model.fitted_.target == "y_"
+    named = BNNRegressor(**TINY).fit(frame, pd.Series(y, name="height"))
+    assert named.fitted_.target == "height"

@@ -33,7 +33,7 @@ from pmbnn.prior_check import (
     summarize_statistics,
 )
 from pmbnn.report import figures
-from pmbnn.report.prior_page import prior_images
+from pmbnn.report.prior_page import feature_intervals, prior_images
 from pmbnn.report.templates import render_template
 from pmbnn.run import load_metrics, load_run
 from pmbnn.text import format_number
@@ -125,6 +125,7 @@ def render(
         "calibration": None if checks is None else checks.to_dict(),
         "loo": loo_result,
         "prior_and_posterior": summarize_statistics(prior.statistics() | after, prior.observed()),
+        "feature_scales": _feature_scales(fitted),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # plotting libraries' deprecation chatter
@@ -148,6 +149,16 @@ def render(
         FAIL=FAIL,
     )
     return numbers, page
+
+
+def _feature_scales(fitted: FittedBnn) -> list[dict] | None:
+    """An ARD run's learned scale of each input (5-95% points), largest median first: which
+    inputs the network uses, as the report's interval plot shows them."""
+    if FEATURE_SCALE not in fitted.posterior:
+        return None
+    keys = ("feature", "q05", "q25", "q50", "q75", "q95")
+    intervals = feature_intervals(fitted.posterior[FEATURE_SCALE])
+    return [dict(zip(keys, row, strict=True)) for row in intervals]
 
 
 def prior_and_posterior(
