@@ -231,14 +231,6 @@ def inconsistency(spec: Spec, meta: dict, trace: xr.DataTree) -> str | None:
         return "trace.nc: the training data groups are malformed"
     if list(map(str, x["feature"].values)) != names:
         return "trace.nc and meta.json disagree on the feature names"
-    if spec.likelihood.sigma is not None:
-        # Before it was stored, a fixed sigma was read in standardized units.
-        unit = group(trace, CONSTANT_DATA).get(TARGET_SCALE)
-        if unit is None or unit.ndim != 0 or float(unit) != scaler.y_scale:
-            return (
-                f"trace.nc's {TARGET_SCALE} (the unit its fixed sigma was fitted in) is missing "
-                "or disagrees with meta.json's standardization"
-            )
     posterior = group(trace, POSTERIOR)
     expected = parameter_shapes(spec, len(names), classes)
     held = sorted(map(str, posterior.data_vars))
@@ -252,6 +244,14 @@ def inconsistency(spec: Spec, meta: dict, trace: xr.DataTree) -> str | None:
             )
         if not np.isfinite(draws.values).all():
             return f"trace.nc: {name} holds non-finite draws"
+    if spec.likelihood.sigma is not None:
+        # Before it was stored, a fixed sigma was read in standardized units.
+        unit = group(trace, CONSTANT_DATA).get(TARGET_SCALE)
+        if unit is None or unit.ndim != 0 or float(unit) != scaler.y_scale:
+            return (
+                f"trace.nc's {TARGET_SCALE} (the unit its fixed sigma was fitted in) is missing "
+                "or disagrees with meta.json's standardization"
+            )
     return None
 
 

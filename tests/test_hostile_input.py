@@ -148,20 +148,28 @@ def test_duplicate_column_names_are_refused(tmp_path, fit_args, capsys):
     assert_usage_error(code, err, "column name 'x1' appears more than once", "columns 1, 2")
 
 
-def test_bench_split_files_naming_missing_rows_are_refused_with_no_work_folder(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("splits", "fragments"),
+    [  # 12 is beyond the data's rows 0-11
+        ({"index_train_0.txt": range(10), "index_test_0.txt": [10, 11, 12]},
+         ("index_test_0.txt of tiny names row 12", "rows 0-11")),
+        ({}, ("holds no split files", "index_train_K.txt")),
+    ],
+)  # fmt: skip
+def test_bench_layout_mistakes_are_refused_with_no_work_folder(tmp_path, capsys, splits,
+                                                                fragments):  # fmt: skip
     folder = tmp_path / "uci" / "tiny"
     folder.mkdir(parents=True)
     np.savetxt(folder / "data.txt", np.random.default_rng(0).normal(size=(12, 3)))
-    np.savetxt(folder / "index_features.txt", [0, 1], fmt="%d")
-    np.savetxt(folder / "index_target.txt", [2], fmt="%d")
-    np.savetxt(folder / "index_train_0.txt", range(10), fmt="%d")
-    np.savetxt(folder / "index_test_0.txt", [10, 11, 12], fmt="%d")  # 12 is beyond the data
+    files = {"index_features.txt": [0, 1], "index_target.txt": [2]} | splits
+    for name, rows in files.items():
+        np.savetxt(folder / name, list(rows), fmt="%d")
     out = tmp_path / "results"
     code, _, err = run_cli(
         capsys, "bench", "uci", "--dataset", "tiny", "--uci-dir", str(tmp_path / "uci"),
         "--out", str(out),
     )  # fmt: skip
-    assert_usage_error(code, err, "index_test_0.txt of tiny names row 12", "rows 0-11")
+    assert_usage_error(code, err, *fragments)
     assert not out.exists()
 
 
@@ -480,17 +488,3 @@ def test_a_spec_without_data_is_refused_not_fitted_to_the_example(tmp_path, caps
     code, _, err = run_cli(capsys, "fit", "uci-1x50", "--out", str(out))
     assert_usage_error(code, err, "spec uci-1x50 names no data", "--data FILE --target COLUMN")
     assert not out.exists()
-
-
-def test_a_bench_dataset_without_split_files_says_so(tmp_path, capsys):
-    folder = tmp_path / "uci" / "tiny"
-    folder.mkdir(parents=True)
-    np.savetxt(folder / "data.txt", np.random.default_rng(0).normal(size=(12, 3)))
-    np.savetxt(folder / "index_features.txt", [0, 1], fmt="%d")
-    np.savetxt(folder / "index_target.txt", [2], fmt="%d")
-    code, _, err = run_cli(
-        capsys, "bench", "uci", "--dataset", "tiny", "--uci-dir", str(tmp_path / "uci"),
-        "--out", str(tmp_path / "results"),
-    )  # fmt: skip
-    assert_usage_error(code, err, "holds no split files", "index_train_K.txt")
-    assert not (tmp_path / "results").exists()
