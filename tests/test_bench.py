@@ -71,6 +71,15 @@ def test_results_follow_the_documented_layout(bench_run):
     # The tiny spec learns its scales (the default prior): each split says where they went.
     assert all(set(row["layer_scale"]) == {"0", "out"} for row in stored["splits"])
     assert all(row["verdict"] in ("OK", "WARN", "FAIL") for row in stored["splits"])
+    # Where the intervals' width comes from: the parts add in quadrature row by row, so their
+    # means obey the triangle inequalities; one noise sd per chain, in the target's units.
+    for row in stored["splits"]:
+        sd = row["test_sd"]
+        assert max(sd["epistemic"], sd["aleatoric"]) <= sd["total"]
+        assert sd["total"] <= sd["epistemic"] + sd["aleatoric"] + 1e-12
+        chains = [value for key, value in sd.items() if key.startswith("noise_chain_")]
+        assert len(chains) == (bench.spec.inference.chains if bench.method == "nuts" else 1)
+        assert all(v > 0 for v in chains)
     pooled = sum(r["coverage_90"] * r["n_test"] for r in stored["splits"]) / (3 * TEST_ROWS)
     assert stored["coverage_90_pooled"] == pytest.approx(pooled)
     markdown = (bench.out_dir / "uci-yacht-advi.md").read_text()

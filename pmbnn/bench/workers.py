@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 from xarray import DataTree
 
@@ -19,7 +20,7 @@ from pmbnn.evaluation import Metrics
 from pmbnn.files import replace_file
 from pmbnn.fitted import FittedBnn
 from pmbnn.spec import Spec
-from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, SAMPLE_DIMS, SAMPLE_STATS
+from pmbnn.trace import FEATURE_SCALE, LAYER_SCALE, NOISE, SAMPLE_DIMS, SAMPLE_STATS
 from pmbnn.uci import load_uci, split_rows
 
 
@@ -70,9 +71,29 @@ def split_record(fitted: FittedBnn, metrics: Metrics) -> dict:
             "n_test": scores.n,
         }
         | _learned_scales(fitted.posterior)
+        | _test_spread(fitted)
         | _divergences(fitted.trace)
         | diagnosis
     )
+
+
+def _test_spread(fitted: FittedBnn) -> dict[str, dict[str, float]]:
+    """Where the test intervals' width comes from, beside the RMSE it should match: the mean
+    predictive sd over the test rows, split into epistemic and aleatoric, and each chain's
+    own noise sd (chains that learned different noise widen the pooled intervals)."""
+    test = fitted.test_data()
+    if test is None or fitted.classes is not None:
+        return {}
+    prediction = fitted.predict(test[0])
+    spread = {
+        part: float(np.mean(getattr(prediction, f"sd_{part}")))
+        for part in ("epistemic", "aleatoric", "total")
+        if np.isfinite(getattr(prediction, f"sd_{part}")).all()  # Student-t with nu <= 2: inf
+    }
+    if (noise := fitted.posterior.get(NOISE)) is not None:
+        by_chain = noise.mean("draw").values * fitted.scaler.y_scale
+        spread |= {f"noise_chain_{c}": float(sd) for c, sd in enumerate(by_chain)}
+    return {"test_sd": spread}
 
 
 def _learned_scales(posterior: xr.Dataset) -> dict[str, dict[str, float]]:
