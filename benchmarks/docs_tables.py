@@ -135,9 +135,9 @@ def _uci_matrix(key: str, se_key: str) -> str:
     ours = {
         "NUTS, learned scale (default)": _uci(RESULTS, "nuts"),
         "ADVI, learned scale (default)": _uci(RESULTS, "advi"),
-        "NUTS, fixed sd 1": _uci(FIXED, "nuts"),
-        "NUTS, fixed sd 2": _uci(WIDE, "nuts"),
-        "ADVI, fixed sd 1": _uci(FIXED, "advi"),
+        "NUTS, fixed prior sd 1": _uci(FIXED, "nuts"),
+        "NUTS, fixed prior sd 2": _uci(WIDE, "nuts"),
+        "ADVI, fixed prior sd 1": _uci(FIXED, "advi"),
     }
     methods = published()
     rows = []
@@ -203,9 +203,9 @@ def _paired(ours: dict, other: dict) -> str:
 def uci_paired() -> str:
     """pmbnn's variants against each other on the same splits: paired differences."""
     pairs = {
-        "NUTS default - NUTS fixed sd 1": (_uci(RESULTS, "nuts"), _uci(FIXED, "nuts")),
-        "NUTS default - NUTS fixed sd 2": (_uci(RESULTS, "nuts"), _uci(WIDE, "nuts")),
-        "ADVI default - ADVI fixed sd 1": (_uci(RESULTS, "advi"), _uci(FIXED, "advi")),
+        "NUTS default - NUTS fixed prior sd 1": (_uci(RESULTS, "nuts"), _uci(FIXED, "nuts")),
+        "NUTS default - NUTS fixed prior sd 2": (_uci(RESULTS, "nuts"), _uci(WIDE, "nuts")),
+        "ADVI default - ADVI fixed prior sd 1": (_uci(RESULTS, "advi"), _uci(FIXED, "advi")),
         "NUTS default - ADVI default": (_uci(RESULTS, "nuts"), _uci(RESULTS, "advi")),
     }
     rows = []

@@ -99,9 +99,9 @@ def evaluate(fitted: FittedBnn, x: pd.DataFrame | np.ndarray, y: np.ndarray) -> 
         When the inputs or targets do not fit the run, or a score is not finite (never
         reported).
     """
-    rows = len(fitted.input_matrix(x))  # a bad input is named before any draw is computed
-    y = _checked_targets(fitted, y, rows)
-    scores = Scores(n=len(y), **fitted.distribution(x).scores(y))
+    inputs = fitted.input_matrix(x)  # read once: a stream of record batches reads only once
+    y = _checked_targets(fitted, y, len(inputs))  # named before any draw is computed
+    scores = Scores(n=len(y), **fitted.distribution(inputs).scores(y))
     values = scores.to_dict()
     broken = [key for key, value in values.items() if not np.isfinite(value)]
     if broken:
@@ -117,6 +117,8 @@ def _checked_targets(fitted: FittedBnn, y: object, rows: int) -> np.ndarray:
     PmbnnError naming what is wrong: numpy would broadcast a single value, and a code of -1
     would silently index the last class."""
     values = np.asarray(y)
+    if values.dtype == bool and fitted.classes is not None:  # two classes' codes as False, True
+        values = values.astype(float)
     if values.ndim != 1 or len(values) != rows:
         raise PmbnnError(f"y has shape {values.shape}; x has {rows} rows: give one target per row")
     if not np.issubdtype(values.dtype, np.number) or values.dtype == bool:

@@ -247,8 +247,11 @@ class FittedBnn:
 
 
 def _is_table(x: object) -> bool:
-    """A table with named columns (which np.asarray would flatten into positions)."""
-    return hasattr(x, "__arrow_c_stream__") or hasattr(x, "__dataframe__")
+    """A table with named columns (which np.asarray would flatten into positions): one that
+    speaks the Arrow stream or interchange protocol and names its columns, unlike an xarray
+    DataArray or a pandas Series, which speak it too."""
+    speaks = hasattr(x, "__arrow_c_stream__") or hasattr(x, "__dataframe__")
+    return speaks and any(hasattr(x, name) for name in ("column_names", "columns", "schema"))
 
 
 def _as_pandas(table: object) -> pd.DataFrame:

@@ -244,8 +244,9 @@ def inconsistency(spec: Spec, meta: dict, trace: xr.DataTree) -> str | None:
             )
         if not np.isfinite(draws.values).all():
             return f"trace.nc: {name} holds non-finite draws"
-    if spec.likelihood.sigma is not None:
-        # Before it was stored, a fixed sigma was read in standardized units.
+    if spec.likelihood.sigma is not None and scaler.y_scale != 1.0:
+        # Before it was stored, a fixed sigma was read in standardized units (the same as the
+        # target's when it is not standardized).
         unit = group(trace, CONSTANT_DATA).get(TARGET_SCALE)
         if unit is None or unit.ndim != 0 or float(unit) != scaler.y_scale:
             return (

@@ -16,6 +16,8 @@ import numbers
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -147,10 +149,11 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> BNNRegressor:
         """Fit the posterior (or its approximation) to X (rows, features) and y (rows,)."""
-        x, target = validate_data(
-            self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2
-        )
-        _fit(self, self.spec(), x, np.asarray(target, dtype=float), getattr(y, "name", None))
+        with _whole_on_failure(self):
+            x, target = validate_data(
+                self, X, y, dtype=np.float64, y_numeric=True, ensure_min_samples=2
+            )
+            _fit(self, self.spec(), x, np.asarray(target, dtype=float), getattr(y, "name", None))
         return self
 
     def predict(
@@ -238,24 +241,19 @@ class BNNClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> BNNClassifier:
         """Fit the posterior (or its approximation) to X (rows, features) and labels y."""
-        x, labels = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
-        check_classification_targets(labels)
-        classes, codes = np.unique(labels, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(
-                f"y has 1 class ({plain(classes[0])!r}); a classifier needs at least 2 classes"
-            )
-        # The labels change only with the fit they belong to: a refit that fails leaves the
-        # earlier fit and its labels together.
-        _fit(
-            self,
-            self.spec(len(classes)),
-            x,
-            codes.astype(float),
-            getattr(y, "name", None),
-            classes.tolist(),
-        )
-        self.classes_ = classes
+        with _whole_on_failure(self):
+            x, labels = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
+            check_classification_targets(labels)
+            classes, codes = np.unique(labels, return_inverse=True)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"y has 1 class ({plain(classes[0])!r}); a classifier needs at least 2 classes"
+                )
+            # The labels change only with the fit they belong to: a refit that fails leaves
+            # the earlier fit and its labels together.
+            spec, name = self.spec(len(classes)), getattr(y, "name", None)
+            _fit(self, spec, x, codes.astype(float), name, classes.tolist())
+            self.classes_ = classes
         return self
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
@@ -352,6 +350,22 @@ def _spec_of(estimator: BaseEstimator, likelihood: dict, seed: int) -> Spec:
             "seed": seed,
         },
     )
+
+
+@contextmanager
+def _whole_on_failure(estimator: BaseEstimator) -> Iterator[None]:
+    """A fit that fails leaves the estimator as it was: validate_data has already replaced the
+    input width and names, which must go on describing the earlier fit."""
+    names = ("n_features_in_", "feature_names_in_")
+    saved = {name: getattr(estimator, name) for name in names if hasattr(estimator, name)}
+    try:
+        yield
+    except BaseException:
+        for name in (name for name in names if hasattr(estimator, name)):
+            delattr(estimator, name)
+        for name, value in saved.items():
+            setattr(estimator, name, value)
+        raise
 
 
 def _fit(

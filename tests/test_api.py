@@ -202,6 +202,15 @@ def test_any_table_is_matched_by_column_name(all_rows_run, table):
     frame = pd.read_csv(table / "test.csv")
     arrow = pa.table({"y": frame["y"], "b": frame["b"], "a": frame["a"]})
     np.testing.assert_array_equal(fitted.predict(arrow).mean, fitted.predict(frame).mean)
+    # A stream of record batches reads once: evaluate must not read it a second time.
+    stream = pa.RecordBatchReader.from_batches(arrow.schema, arrow.to_batches())
+    expected = pmbnn.evaluate(fitted, frame, frame["y"].to_numpy())
+    assert pmbnn.evaluate(fitted, stream, frame["y"].to_numpy()) == expected
+    # An array that speaks the same protocol but names no columns is still read in order.
+    import xarray as xr
+
+    matrix = xr.DataArray(frame[["a", "b"]].to_numpy(), dims=("row", "feature"))
+    np.testing.assert_array_equal(fitted.predict(matrix).mean, fitted.predict(frame).mean)
 
 
 @pytest.mark.parametrize(

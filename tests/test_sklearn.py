@@ -213,8 +213,8 @@ def test_a_failed_refit_keeps_the_earlier_fit_and_its_labels(data):
     before = model.predict(x)
     model.set_params(prior="wide")
     with pytest.raises(ValueError, match="prior = 'wide'"):
-        model.fit(x, np.array(["a", "b", "c", "d"] * 20))
-    assert list(model.classes_) == ["down", "up"]
+        model.fit(np.c_[x, x[:, :1]], np.array(["a", "b", "c", "d"] * 20))
+    assert list(model.classes_) == ["down", "up"] and model.n_features_in_ == 3
     np.testing.assert_array_equal(model.predict(x), before)
     # pmbnn.evaluate takes class codes: -1 would index the last class, 0.5 be truncated.
     import pmbnn

@@ -21,7 +21,7 @@ from pmbnn.interrupts import raise_if_interrupted
 from pmbnn.loss import PLATEAU_Z, plateau_z
 from pmbnn.model import BnnModel, minibatch_model
 from pmbnn.spec import InferenceSpec
-from pmbnn.trace import INPUTS, TARGET_DATA, VI_APPROXIMATION, VI_LOSS
+from pmbnn.trace import INPUTS, TARGET_DATA, TARGET_SCALE, VI_APPROXIMATION, VI_LOSS
 
 MIN_WINDOW = 500
 # Initial posterior sd of every weight. A wide start (PyMC's default is about 0.7, far above
@@ -125,8 +125,11 @@ class AdviProgram:
 
     def run(self, settings: InferenceSpec, progress: bool) -> tuple[Any, np.ndarray]:
         """Fit from the initial state on the model's current data: (approximation, losses)."""
-        if self.training is not self.bnn:
-            data = {name: self.bnn.model[name].get_value() for name in (INPUTS, TARGET_DATA)}
+        if self.training is not self.bnn:  # the minibatch model: the full model's data
+            names = [
+                n for n in (INPUTS, TARGET_DATA, TARGET_SCALE) if n in self.bnn.model.named_vars
+            ]
+            data = {name: self.bnn.model[name].get_value() for name in names}
             pm.set_data(data, model=self.training.model)
         self.steps.reset(settings.seed)
         self._set_start(settings.seed)
