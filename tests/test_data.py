@@ -113,7 +113,10 @@ def test_constant_feature_is_kept_scaled_safely_and_warned(frame, tmp_path):
         (lambda p: p.with_suffix(".csv").write_text(""), ["is empty"]),
         (lambda p: p.with_suffix(".csv").write_text("a,y\n"), ["has no data rows"]),
         (lambda p: p.with_suffix(".xlsx").write_bytes(b"PK"), ["suffix '.xlsx'", ".parquet"]),
-        (lambda p: p.with_suffix(".parquet").write_bytes(b"not parquet"), ["cannot read"]),
+        (
+            lambda p: p.with_suffix(".parquet").write_bytes(b"not parquet"),
+            ["not a Parquet file", ".csv"],
+        ),
         (lambda p: p.with_suffix(".npz").write_bytes(b"not a zip"), ["cannot read"]),
     ],
 )
