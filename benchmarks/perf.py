@@ -104,7 +104,9 @@ def build(spec, rows: int = N_ROWS, batch_size: int | None = None):
     from pmbnn.model import build_model
 
     x, y = make_data(rows)
-    return build_model(spec, x, y, [f"x{i}" for i in range(N_FEATURES)], batch_size)
+    return build_model(
+        spec, x, y, [f"x{i}" for i in range(N_FEATURES)], batch_size, target_scale=1.0
+    )
 
 
 def test_data() -> tuple[np.ndarray, np.ndarray]:

@@ -50,7 +50,7 @@ def synthetic_run():
     x, y = make_data(N_ROWS)
     names = [f"x{i}" for i in range(N_FEATURES)]
     scaler = Standardizer.fit(x, y, True)
-    bnn = build_model(spec, scaler.x(x), scaler.y(y), names)
+    bnn = build_model(spec, scaler.x(x), scaler.y(y), names, target_scale=scaler.y_scale)
     rng = np.random.default_rng(0)
     posterior = {}
     for name, shape in parameter_shapes(spec, N_FEATURES).items():

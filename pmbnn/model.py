@@ -113,12 +113,14 @@ def build_model(
     y: np.ndarray,
     feature_names: list[str],
     batch_size: int | None = None,
+    *,
+    target_scale: float,
     classes: list | None = None,
-    target_scale: float = 1.0,
 ) -> BnnModel:
     """The BNN of `spec` on (already scaled) inputs x and targets y (class codes, with the
     labels in `classes`, for a labelled family); `target_scale` is the sd the targets were
-    divided by, so that a fixed noise sd keeps the target's units.
+    divided by (1.0 for targets in their own units), so that a fixed noise sd keeps the
+    target's units. It has no default: a wrong one silently rescales the noise.
 
     With `batch_size`, the likelihood sees a fresh random minibatch of that many rows at each
     evaluation, scaled up to all rows (``total_size``): an unbiased, stochastic log density

@@ -7,7 +7,8 @@ predictive sd as `GaussianProcessRegressor` and `BayesianRidge` do; `predict_dis
 gives everything pmbnn predicts (epistemic and aleatoric sds, interval bounds).
 
 Fits of the same network and settings on the same number of features reuse one compiled
-model (as `pmbnn bench` does for its splits), so cross-validation compiles once.
+model (as `pmbnn bench` does for its splits), so cross-validation compiles once;
+`clear_compiled_models` frees them (fitted estimators keep working).
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ def _refitter(spec: Spec, n_features: int, classes: list | None) -> Refitter:
             if len(_compiled) > MAX_COMPILED:
                 _compiled.popitem(last=False)
         return _compiled[key]
+
+
+def clear_compiled_models() -> None:
+    """Free the compiled models kept for refitting (each holds its last training rows)."""
+    with _compiled_lock:
+        _compiled.clear()
 
 
 class BNNRegressor(RegressorMixin, BaseEstimator):
@@ -162,9 +169,7 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         """Predictive mean for each row of X; with ``return_std``, also the predictive sd
         (epistemic and aleatoric together, by the law of total variance)."""
         prediction = self.predict_distribution(X)
-        if return_std:
-            return prediction.mean, prediction.sd_total
-        return prediction.mean
+        return (prediction.mean, prediction.sd_total) if return_std else prediction.mean
 
     def predict_distribution(
         self, X: ArrayLike, levels: tuple[float, ...] = DEFAULT_LEVELS
@@ -178,10 +183,8 @@ class BNNRegressor(RegressorMixin, BaseEstimator):
         return prediction
 
     def evaluate(self, X: ArrayLike, y: ArrayLike) -> Scores:
-        """RMSE, mean log predictive density and 90% interval coverage on (X, y).
-
-        `score` stays scikit-learn's R^2 of the mean; these judge the whole distribution.
-        """
+        """RMSE, mean log predictive density and 90% interval coverage on (X, y): `score`
+        stays scikit-learn's R^2 of the mean, these judge the whole distribution."""
         check_is_fitted(self, "fitted_")
         x, target = validate_data(self, X, y, dtype=np.float64, y_numeric=True, reset=False)
         return evaluate(self.fitted_, x, target)

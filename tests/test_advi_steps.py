@@ -36,7 +36,7 @@ def fit_twice(data, backend: str, **inference: object) -> list[tuple[np.ndarray,
         network={"hidden": [3]},
         inference={"method": "advi", "backend": backend, "seed": 5, **inference},
     )
-    bnn = build_model(spec, *data, ["a", "b"])
+    bnn = build_model(spec, *data, ["a", "b"], target_scale=1.0)
     fits = []
     for steps_per_call in (1, 100):
         program = AdviProgram(bnn, spec.inference, False, steps_per_call=steps_per_call)
@@ -83,7 +83,7 @@ def test_a_different_seed_gives_a_different_fit(data):
     spec = Spec().with_overrides(
         network={"hidden": [3]}, inference={"method": "advi", "iterations": 200}
     )
-    bnn = build_model(spec, *data, ["a", "b"])
+    bnn = build_model(spec, *data, ["a", "b"], target_scale=1.0)
     program = AdviProgram(bnn, spec.inference, False)
     first = program.run(spec.inference, False)[1]
     again = program.run(spec.inference, False)[1]
@@ -98,6 +98,8 @@ def test_a_nan_loss_stops_the_fit_and_names_the_learning_rate(data):
         network={"hidden": [3]},
         inference={"method": "advi", "iterations": 600, "learning_rate": 1e8, "backend": BACKEND},
     )
-    program = AdviProgram(build_model(spec, *data, ["a", "b"]), spec.inference, False)
+    program = AdviProgram(
+        build_model(spec, *data, ["a", "b"], target_scale=1.0), spec.inference, False
+    )
     with pytest.raises(PmbnnError, match=r"diverged .*lower \[inference\]\.learning_rate"):
         program.run(spec.inference, progress=True)

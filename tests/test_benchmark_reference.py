@@ -37,7 +37,7 @@ def test_reference_density_equals_pmbnn_density(workload):
         features = 4
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(20, features)), rng.normal(size=20)
-    model = build_model(spec, x, y, [f"x{i}" for i in range(features)]).model
+    model = build_model(spec, x, y, [f"x{i}" for i in range(features)], target_scale=1.0).model
     logp = model.compile_logp(jacobian=True)
     for seed in range(3):
         point = model.initial_point(random_seed=seed)

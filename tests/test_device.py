@@ -89,7 +89,7 @@ def test_gradient_is_timed_as_the_samplers_compile_it(blr_spec):
     from pmbnn.model import build_model
 
     x = np.zeros((4, 2))
-    bnn = build_model(blr_spec, x, x[:, 0], ["a", "b"])
+    bnn = build_model(blr_spec, x, x[:, 0], ["a", "b"], target_scale=1.0)
     assert 0 < gradient_seconds(bnn, "cpu") < 1
     with on_device("cpu"):
         assert jax.numpy.ones(3).devices() == {jax.devices("cpu")[0]}

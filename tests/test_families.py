@@ -96,7 +96,7 @@ def test_zero_hidden_layer_log_density_is_the_glms(family):
         y, classes = fam.encode_labels(frame["y"], "y", "table", None)
     else:
         y, classes = fam.transform(frame["y"].to_numpy(dtype=float)), None
-    bnn = build_model(spec, x, y, ["a", "b"], classes=classes)
+    bnn = build_model(spec, x, y, ["a", "b"], classes=classes, target_scale=1.0)
     reference = _reference_glm(family, x, fam.model_values(y), len(classes or []))
     ours, theirs = bnn.model.compile_logp(), reference.compile_logp()
     rng = np.random.default_rng(1)

@@ -273,7 +273,7 @@ def test_a_sampler_that_returns_a_short_trace_is_not_believed(monkeypatch, sampl
     spec = Spec().with_overrides(
         network={"hidden": [2]}, inference={"draws": 10, "chains": 2, "sampler": sampler}
     )
-    bnn = build_model(spec, np.zeros((5, 1)), np.zeros(5), ["x"])
+    bnn = build_model(spec, np.zeros((5, 1)), np.zeros(5), ["x"], target_scale=1.0)
     draws = ("chain", "draw")
     short = DataTree.from_dict(
         {

@@ -144,7 +144,7 @@ def test_forward_pass_reads_the_weights_whatever_the_prior(kind):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(30, 3))
     spec = Spec().with_overrides(network={"hidden": [4]}, prior={"kind": kind})
-    bnn = build_model(spec, x, rng.normal(size=30), ["a", "b", "c"])
+    bnn = build_model(spec, x, rng.normal(size=30), ["a", "b", "c"], target_scale=1.0)
     with bnn.model:
         draws = pm.sample_prior_predictive(draws=6, random_seed=1).prior
     assert set(parameter_shapes(spec, 3)) <= set(draws.data_vars)
@@ -168,7 +168,7 @@ def test_weights_have_the_declared_prior_sd(hidden):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(10, 3))
     spec = Spec().with_overrides(network={"hidden": hidden}, prior={"kind": "ard"})
-    bnn = build_model(spec, x, rng.normal(size=10), ["a", "b", "c"])
+    bnn = build_model(spec, x, rng.normal(size=10), ["a", "b", "c"], target_scale=1.0)
     names = [FEATURE_SCALE, "w_0" if hidden else "w_out"] + ([LAYER_SCALE, "w_out"] * bool(hidden))
     draws = dict(
         zip(names, pm.draw([bnn.model[n] for n in names], draws=4000, random_seed=2), strict=True)

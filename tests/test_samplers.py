@@ -200,7 +200,7 @@ def test_pymc_chains_start_apart_in_every_variable():
         prior={"kind": "ard"},
         inference={"method": "nuts", "sampler": "pymc", "chains": 3, "seed": 7},
     )
-    bnn = build_model(spec, x, x[:, 0], ["a", "b"])
+    bnn = build_model(spec, x, x[:, 0], ["a", "b"], target_scale=1.0)
     starts = SAMPLERS["pymc"].options(bnn, spec.inference, step=object())["initvals"]
     assert isinstance(SAMPLERS["pymc"], PymcSampler) and len(starts) == 3
     assert set(starts[0]) == {rv.name for rv in bnn.model.free_RVs}

@@ -196,12 +196,15 @@ def test_random_state_follows_scikit_learns_convention():
 
 
 def test_fits_differing_only_in_seed_share_one_compiled_model():
-    from pmbnn.sklearn import _refitter
+    from pmbnn.sklearn import _refitter, clear_compiled_models
 
     specs = [BNNRegressor(**TINY, random_state=seed).spec() for seed in (1, 2)]
     assert _refitter(specs[0], 3, None) is _refitter(specs[1], 3, None)
     other = BNNRegressor(**TINY | {"hidden": (9,)}).spec()
     assert _refitter(other, 3, None) is not _refitter(specs[0], 3, None)
+    kept = _refitter(specs[0], 3, None)
+    clear_compiled_models()  # frees the compiled models: the next fit compiles afresh
+    assert _refitter(specs[0], 3, None) is not kept
 
 
 def test_a_failed_refit_keeps_the_earlier_fit_and_its_labels(data):
