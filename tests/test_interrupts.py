@@ -32,6 +32,15 @@ ADVI_COMPILED_CPU_S = 12  # imports and compile of the tiny ADVI fit take ~6 (me
 CHAIN_BUSY_S = 2.0  # CPU seconds of a chain process that has started sampling
 
 
+@pytest.fixture(autouse=True)
+def interrupt_as_from_a_terminal():
+    """A test run a shell started in the background (`pytest &`) inherits SIGINT ignored, which
+    pmbnn rightly leaves so and child processes inherit: these tests need Ctrl-C's default."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def start_fit(
     tmp_path: Path, spec_text: str, out: str, jax_first: bool = False
 ) -> subprocess.Popen:
