@@ -38,7 +38,8 @@ def interrupt_as_from_a_terminal():
     pmbnn rightly leaves so and child processes inherit: these tests need Ctrl-C's default."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
-    signal.signal(signal.SIGINT, previous)
+    if previous is not None:  # None: installed outside Python, cannot be put back
+        signal.signal(signal.SIGINT, previous)
 
 
 def start_fit(
